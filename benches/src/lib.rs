@@ -1,0 +1,1 @@
+//! Benchmarks for seaworthy; see `benches/` and `docs/benchmarks.md`.

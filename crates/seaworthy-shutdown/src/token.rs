@@ -1,0 +1,224 @@
+use std::borrow::Cow;
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+use crate::shutdown::Inner;
+use crate::{Phase, ShutdownReason};
+
+/// A cheap, clonable handle on a [`Shutdown`](crate::Shutdown), for workers,
+/// subsystems and the components that take part in the phases.
+///
+/// Its [`cancelled`](Self::cancelled) future resolves when the
+/// [`Cancelling`](Phase::Cancelling) phase starts, after the drain: workers
+/// keep running while connections drain, since requests in flight may still
+/// need them. Components that must act earlier watch the
+/// [phase](Self::phase_watch): health probes fail from
+/// [`Draining`](Phase::Draining), listeners stop accepting at
+/// [`Closing`](Phase::Closing).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use seaworthy_shutdown::{Shutdown, ShutdownReason};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), seaworthy_shutdown::BuildError> {
+/// let shutdown = Shutdown::builder().signals([]).build()?;
+/// let token = shutdown.token();
+/// shutdown.spawn("ticker", async move {
+///     let mut ticks = tokio::time::interval(Duration::from_millis(100));
+///     loop {
+///         tokio::select! {
+///             _ = ticks.tick() => { /* work */ }
+///             () = token.cancelled() => break,
+///         }
+///     }
+/// });
+/// shutdown.trigger(ShutdownReason::requested("example"));
+/// assert!(shutdown.wait().await.is_clean());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ShutdownToken {
+    inner: Arc<Inner>,
+    cancel: CancellationToken,
+}
+
+impl ShutdownToken {
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        let cancel = inner.workers.child_token();
+        ShutdownToken { inner, cancel }
+    }
+
+    /// Resolves when this token is cancelled: when the shutdown reaches
+    /// [`Cancelling`](Phase::Cancelling), or when this token or a parent was
+    /// cancelled by hand.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+
+    /// Whether this token is cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Why the shutdown started, or `None` while running.
+    pub fn reason(&self) -> Option<ShutdownReason> {
+        self.inner.reason()
+    }
+
+    /// A token for a subsystem: cancelled with this one, and on its own by
+    /// [`cancel`](Self::cancel) without touching this one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), seaworthy_shutdown::BuildError> {
+    /// let shutdown = seaworthy_shutdown::Shutdown::builder().signals([]).build()?;
+    /// let token = shutdown.token();
+    /// let subsystem = token.child_token();
+    /// subsystem.cancel();
+    /// assert!(subsystem.is_cancelled());
+    /// assert!(!token.is_cancelled());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn child_token(&self) -> ShutdownToken {
+        ShutdownToken {
+            inner: Arc::clone(&self.inner),
+            cancel: self.cancel.child_token(),
+        }
+    }
+
+    /// Cancels this token and its children, not its parent nor the process:
+    /// to stop a subsystem. Use [`trigger`](Self::trigger) to shut the
+    /// process down.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+
+    /// The underlying tokio-util token, for APIs that take one
+    /// (`run_until_cancelled`, `drop_guard`).
+    pub fn as_cancellation_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Starts a graceful shutdown of the process; see
+    /// [`Shutdown::trigger`](crate::Shutdown::trigger).
+    pub fn trigger(&self, reason: ShutdownReason) -> bool {
+        self.inner.trigger(reason)
+    }
+
+    /// The current phase.
+    pub fn phase(&self) -> Phase {
+        *self.inner.phase.borrow()
+    }
+
+    /// Whether a shutdown has started (the phase is past
+    /// [`Running`](Phase::Running)): readiness should fail.
+    pub fn is_shutting_down(&self) -> bool {
+        self.phase() > Phase::Running
+    }
+
+    /// A watch of the current phase.
+    pub fn phase_watch(&self) -> watch::Receiver<Phase> {
+        self.inner.phase.subscribe()
+    }
+
+    /// Resolves once the shutdown has reached `phase` or gone past it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seaworthy_shutdown::{Phase, Shutdown, ShutdownReason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), seaworthy_shutdown::BuildError> {
+    /// let shutdown = Shutdown::builder().signals([]).build()?;
+    /// let token = shutdown.token();
+    /// let listener = tokio::spawn(async move {
+    ///     token.reached(Phase::Closing).await;
+    ///     // stop accepting here
+    /// });
+    /// shutdown.trigger(ShutdownReason::requested("example"));
+    /// shutdown.wait().await;
+    /// listener.await.unwrap();
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn reached(&self, phase: Phase) {
+        let mut watch = self.inner.phase.subscribe();
+        // The sender lives in `inner`, which `self` keeps alive: no error.
+        let _ = watch.wait_for(|current| *current >= phase).await;
+    }
+
+    /// A guard for one open connection (or any work the
+    /// [`Closing`](Phase::Closing) phase must wait for). The phase ends when
+    /// every guard is dropped, or when its share of the budget runs out;
+    /// guards still held then are counted in
+    /// [`ShutdownReport::connections_cut`](crate::ShutdownReport::connections_cut).
+    pub fn drain_guard(&self) -> DrainGuard {
+        DrainGuard {
+            _token: self.inner.connections.token(),
+        }
+    }
+
+    /// Spawns a tracked task; see [`Shutdown::spawn`](crate::Shutdown::spawn).
+    #[track_caller]
+    pub fn spawn<F>(&self, name: impl Into<Cow<'static, str>>, future: F) -> JoinHandle<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.inner.spawn(name.into(), future)
+    }
+
+    /// Spawns a tracked task whose failure triggers a shutdown; see
+    /// [`Shutdown::spawn_critical`](crate::Shutdown::spawn_critical).
+    #[track_caller]
+    pub fn spawn_critical<F, E>(
+        &self,
+        name: impl Into<Cow<'static, str>>,
+        future: F,
+    ) -> JoinHandle<()>
+    where
+        F: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<Box<dyn Error + Send + Sync>>,
+    {
+        self.inner.spawn_critical(name.into(), future)
+    }
+}
+
+impl fmt::Debug for ShutdownToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShutdownToken")
+            .field("phase", &self.phase())
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// Holds the [`Closing`](Phase::Closing) phase open while alive; see
+/// [`ShutdownToken::drain_guard`].
+#[derive(Debug)]
+#[must_use = "the guard counts an open connection only while it is held"]
+pub struct DrainGuard {
+    _token: TaskTrackerToken,
+}

@@ -1,0 +1,71 @@
+//! Tokens: cancellation timing, child tokens, reasons.
+
+use std::time::Duration;
+
+use seaworthy_shutdown::{Phase, Shutdown, ShutdownReason};
+
+#[tokio::test(start_paused = true)]
+async fn worker_tokens_fire_only_when_cancelling_starts() {
+    let shutdown = Shutdown::builder()
+        .signals([])
+        .drain_delay(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let token = shutdown.token();
+    let observer = shutdown.token();
+    let (seen, phase_at_cancel) = tokio::sync::oneshot::channel();
+    shutdown.spawn("worker", async move {
+        token.cancelled().await;
+        seen.send(token.phase()).unwrap();
+    });
+    shutdown.trigger(ShutdownReason::requested("test"));
+    let wait = tokio::spawn(shutdown.wait());
+
+    observer.reached(Phase::Draining).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!observer.is_cancelled(), "cancelled during the drain delay");
+    assert!(observer.is_shutting_down());
+
+    assert_eq!(phase_at_cancel.await.unwrap(), Phase::Cancelling);
+    assert!(observer.is_cancelled());
+    wait.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_child_token_is_cancelled_with_its_parent_and_alone() {
+    let shutdown = Shutdown::builder().signals([]).build().unwrap();
+    let parent = shutdown.token();
+    let child = parent.child_token();
+    let grandchild = child.child_token();
+    let sibling = shutdown.token();
+
+    child.cancel();
+    assert!(child.is_cancelled());
+    assert!(grandchild.is_cancelled());
+    assert!(!parent.is_cancelled());
+    assert!(!sibling.is_cancelled());
+    // Cancelling a token never starts the process shutdown.
+    assert_eq!(shutdown.phase(), Phase::Running);
+    assert!(parent.reason().is_none());
+
+    let other_child = parent.child_token();
+    shutdown.trigger(ShutdownReason::requested("test"));
+    shutdown.wait().await;
+    assert!(parent.is_cancelled());
+    assert!(other_child.is_cancelled());
+    assert!(other_child.as_cancellation_token().is_cancelled());
+}
+
+#[tokio::test]
+async fn tokens_can_trigger_the_shutdown_once() {
+    let shutdown = Shutdown::builder().signals([]).build().unwrap();
+    let token = shutdown.token();
+    assert!(token.trigger(ShutdownReason::requested("from a worker")));
+    assert!(!shutdown.trigger(ShutdownReason::requested("second")));
+    assert_eq!(
+        token.reason(),
+        Some(ShutdownReason::requested("from a worker"))
+    );
+    let report = shutdown.wait().await;
+    assert_eq!(report.reason().to_string(), "requested: from a worker");
+}

@@ -1,0 +1,40 @@
+//! Production primitives for tokio servers, as small crates behind one
+//! facade: what gunicorn, nginx, PM2 and Kubernetes probes do around a
+//! Python or Node app, done inside a Rust process.
+//!
+//! Each part is its own crate, re-exported here behind a feature:
+//!
+//! | feature | module | crate | status |
+//! |---|---|---|---|
+//! | `shutdown` (default) | [`shutdown`] | `seaworthy-shutdown` | graceful-shutdown coordinator |
+//! | `full` | all of the above | | |
+//!
+//! Health probes, typed configuration, zero-downtime listeners and tower
+//! layers follow as their crates land.
+//!
+//! # Example
+//!
+//! ```
+//! # #[cfg(feature = "shutdown")]
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use seaworthy::shutdown::{Shutdown, ShutdownReason};
+//!
+//! let shutdown = Shutdown::builder().build()?;
+//! let token = shutdown.token();
+//! shutdown.spawn("worker", async move { token.cancelled().await });
+//! # shutdown.trigger(ShutdownReason::requested("doc test"));
+//! let report = shutdown.wait().await; // until SIGTERM or SIGINT
+//! # assert!(report.is_clean());
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "shutdown"))]
+//! # fn main() {}
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "shutdown")]
+#[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
+#[doc(inline)]
+pub use seaworthy_shutdown as shutdown;

@@ -1,0 +1,1 @@
+//! Runnable examples for seaworthy; see the `[[example]]` targets.
