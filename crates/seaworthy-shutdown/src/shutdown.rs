@@ -62,6 +62,10 @@ impl Inner {
         self.reason.get().cloned()
     }
 
+    pub(crate) fn is_triggered(&self) -> bool {
+        self.level.load(Ordering::Acquire) != RUNNING
+    }
+
     /// Starts the shutdown if none has started. Returns whether this call did.
     pub(crate) fn trigger(&self, reason: ShutdownReason) -> bool {
         if self

@@ -128,10 +128,11 @@ impl ShutdownToken {
         *self.inner.phase.borrow()
     }
 
-    /// Whether a shutdown has started (the phase is past
-    /// [`Running`](Phase::Running)): readiness should fail.
+    /// Whether a shutdown has been triggered: readiness should fail. True
+    /// from the trigger on, even before [`Shutdown::wait`](crate::Shutdown::wait)
+    /// has moved the phase past [`Running`](Phase::Running).
     pub fn is_shutting_down(&self) -> bool {
-        self.phase() > Phase::Running
+        self.inner.is_triggered()
     }
 
     /// A watch of the current phase.

@@ -60,7 +60,11 @@ async fn a_child_token_is_cancelled_with_its_parent_and_alone() {
 async fn tokens_can_trigger_the_shutdown_once() {
     let shutdown = Shutdown::builder().signals([]).build().unwrap();
     let token = shutdown.token();
+    assert!(!token.is_shutting_down());
     assert!(token.trigger(ShutdownReason::requested("from a worker")));
+    // Readiness can fail at once, before `wait` moves the phase.
+    assert!(token.is_shutting_down());
+    assert_eq!(token.phase(), Phase::Running);
     assert!(!shutdown.trigger(ShutdownReason::requested("second")));
     assert_eq!(
         token.reason(),
