@@ -16,15 +16,11 @@
 //! (`0s`), `SHUTDOWN_FORCE_GRACE` (`1s`), `WORKER_STUCK_MS` (`0`). A bad
 //! value exits with status 78 (`EX_CONFIG`) before anything starts.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use seaworthy::shutdown::Shutdown;
-use tracing_subscriber::EnvFilter;
-
-/// `EX_CONFIG` from sysexits.h: the configuration is wrong.
-const EX_CONFIG: u8 = 78;
+use seaworthy_examples::{EX_CONFIG, Env, init_tracing};
 
 struct Settings {
     timeout: Duration,
@@ -35,53 +31,23 @@ struct Settings {
 
 /// Reads the settings, naming every bad variable at once.
 fn settings() -> Result<Settings, Vec<String>> {
-    let mut errors = Vec::new();
-    let mut duration = |name: &str, default: Duration| match std::env::var(name) {
-        Err(std::env::VarError::NotPresent) => default,
-        Ok(value) => humantime::parse_duration(value.trim()).unwrap_or_else(|err| {
-            errors.push(format!(
-                "{name}: expected a duration like 30s or 500ms ({err})"
-            ));
-            default
-        }),
-        Err(std::env::VarError::NotUnicode(_)) => {
-            errors.push(format!("{name}: not valid UTF-8"));
-            default
-        }
+    let mut env = Env::new();
+    let settings = Settings {
+        timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
+        drain_delay: env.duration("SHUTDOWN_DRAIN_DELAY", Duration::ZERO),
+        force_grace: env.duration("SHUTDOWN_FORCE_GRACE", Duration::from_secs(1)),
+        stuck: Duration::from_millis(env.parse(
+            "WORKER_STUCK_MS",
+            0,
+            "a whole number of milliseconds",
+        )),
     };
-    let timeout = duration("SHUTDOWN_TIMEOUT", Duration::from_secs(30));
-    let drain_delay = duration("SHUTDOWN_DRAIN_DELAY", Duration::ZERO);
-    let force_grace = duration("SHUTDOWN_FORCE_GRACE", Duration::from_secs(1));
-    let stuck = match std::env::var("WORKER_STUCK_MS") {
-        Err(_) => Duration::ZERO,
-        Ok(value) => match value.trim().parse() {
-            Ok(ms) => Duration::from_millis(ms),
-            Err(_) => {
-                errors.push("WORKER_STUCK_MS: expected a whole number of milliseconds".into());
-                Duration::ZERO
-            }
-        },
-    };
-    if errors.is_empty() {
-        Ok(Settings {
-            timeout,
-            drain_delay,
-            force_grace,
-            stuck,
-        })
-    } else {
-        Err(errors)
-    }
+    env.finish(settings)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    init_tracing();
 
     let settings = match settings() {
         Ok(settings) => settings,

@@ -7,10 +7,12 @@
 //! | feature | module | crate | status |
 //! |---|---|---|---|
 //! | `shutdown` (default) | [`shutdown`] | `seaworthy-shutdown` | graceful-shutdown coordinator |
+//! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
+//! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener` |
 //! | `full` | all of the above | | |
 //!
-//! Health probes, typed configuration, zero-downtime listeners and tower
-//! layers follow as their crates land.
+//! Health probes, typed configuration and tower layers follow as their
+//! crates land.
 //!
 //! # Example
 //!
@@ -38,3 +40,8 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "shutdown")))]
 #[doc(inline)]
 pub use seaworthy_shutdown as shutdown;
+
+#[cfg(feature = "listener")]
+#[cfg_attr(docsrs, doc(cfg(feature = "listener")))]
+#[doc(inline)]
+pub use seaworthy_listener as listener;

@@ -1,0 +1,104 @@
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+/// Why a listener could not be bound or inherited.
+///
+/// The message names what was being done (`cannot bind 0.0.0.0:80`); the
+/// operating system's reason is the [`source`](StdError::source).
+pub struct Error {
+    kind: Kind,
+    message: String,
+    source: Option<io::Error>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Bind,
+    Inherit,
+    NotFound,
+    Environment,
+}
+
+impl Error {
+    pub(crate) fn bind(message: String, source: io::Error) -> Self {
+        Error {
+            kind: Kind::Bind,
+            message,
+            source: Some(source),
+        }
+    }
+
+    pub(crate) fn inherit(message: String, source: Option<io::Error>) -> Self {
+        Error {
+            kind: Kind::Inherit,
+            message,
+            source,
+        }
+    }
+
+    pub(crate) fn not_found(message: String) -> Self {
+        Error {
+            kind: Kind::NotFound,
+            message,
+            source: None,
+        }
+    }
+
+    pub(crate) fn environment(message: String) -> Self {
+        Error {
+            kind: Kind::Environment,
+            message,
+            source: None,
+        }
+    }
+
+    /// Binding a new socket failed (address in use, permission denied, …).
+    pub fn is_bind(&self) -> bool {
+        self.kind == Kind::Bind
+    }
+
+    /// An inherited descriptor was not a listening stream socket, or could
+    /// not be prepared (non-blocking, close-on-exec).
+    pub fn is_inherit(&self) -> bool {
+        self.kind == Kind::Inherit
+    }
+
+    /// No inherited socket has the requested name or index.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == Kind::NotFound
+    }
+
+    /// The socket-activation variables (`LISTEN_FDS`, `LISTEN_PID`,
+    /// `LISTEN_FDNAMES`) are malformed.
+    pub fn is_environment(&self) -> bool {
+        self.kind == Kind::Environment
+    }
+
+    /// The operating system's error, if there was one.
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.source.as_ref()
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|err| err as _)
+    }
+}

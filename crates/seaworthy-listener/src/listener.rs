@@ -1,0 +1,528 @@
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+#[cfg(unix)]
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use socket2::Socket;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+#[cfg(unix)]
+use tokio::net::UnixStream;
+use tokio::time::Instant;
+
+use crate::{Addr, Bind, Error};
+
+/// Where a [`Listener`]'s socket came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Source {
+    /// Bound by this process.
+    Bound,
+    /// Passed by systemd socket activation.
+    Systemd {
+        /// The socket's `FileDescriptorName=` (`"unknown"` when unset).
+        name: String,
+        /// Its position among the passed sockets.
+        index: usize,
+    },
+}
+
+/// A listening socket, whatever its source: bound here
+/// ([`bind`](Self::bind), [`builder`](Self::builder)) or inherited
+/// ([`from_systemd`](Self::from_systemd),
+/// [`inherit_or_bind`](Self::inherit_or_bind)).
+///
+/// [`accept`](Self::accept) never fails: per-connection errors are retried,
+/// and resource exhaustion (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`) backs
+/// off with a logged, bounded delay. Serve it with
+/// [`Server`](crate::Server).
+pub struct Listener {
+    inner: Inner,
+    source: Source,
+    backoff: Backoff,
+    /// An open descriptor kept in reserve: released when descriptors run
+    /// out, so that one queued connection can be accepted and closed.
+    #[cfg(unix)]
+    reserve: Option<std::fs::File>,
+}
+
+enum Inner {
+    Tcp(tokio::net::TcpListener),
+    #[cfg(unix)]
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    /// Options for a TCP listener on `addr`; see [`Bind`].
+    pub fn builder(addr: SocketAddr) -> Bind {
+        Bind::tcp(addr)
+    }
+
+    /// Options for a Unix domain socket listener at `path`; see [`Bind`].
+    #[cfg(unix)]
+    pub fn builder_unix(path: impl Into<std::path::PathBuf>) -> Bind {
+        Bind::unix(path)
+    }
+
+    /// Binds `addr` with the default options of [`Bind`].
+    ///
+    /// # Errors
+    ///
+    /// See [`Bind::bind`].
+    pub fn bind(addr: SocketAddr) -> Result<Listener, Error> {
+        Bind::tcp(addr).bind()
+    }
+
+    /// Takes the socket systemd passed under `name` (its
+    /// `FileDescriptorName=`, or `"unknown"` when unset).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::is_not_found`] when there is no such socket (or it was taken
+    /// already), [`Error::is_environment`] when the variables are malformed,
+    /// [`Error::is_inherit`] when the descriptor is not a listening stream
+    /// socket.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    #[cfg(unix)]
+    pub fn from_systemd(name: &str) -> Result<Listener, Error> {
+        Self::inherit(crate::systemd::Selector::Name(name))
+    }
+
+    /// Takes the socket systemd passed at `index` (0 is descriptor 3).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_systemd`](Self::from_systemd).
+    #[cfg(unix)]
+    pub fn from_systemd_index(index: usize) -> Result<Listener, Error> {
+        Self::inherit(crate::systemd::Selector::Index(index))
+    }
+
+    /// The socket systemd passed under `name` when this process was socket
+    /// activated, otherwise a new one bound with `bind`. The same binary
+    /// runs under systemd and on a laptop.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_systemd`](Self::from_systemd) when activated (a missing
+    /// name is an error then, not a reason to bind), as [`Bind::bind`]
+    /// otherwise.
+    #[cfg(unix)]
+    pub fn inherit_or_bind(name: &str, bind: Bind) -> Result<Listener, Error> {
+        if crate::systemd::is_activated() {
+            Self::from_systemd(name)
+        } else {
+            bind.bind()
+        }
+    }
+
+    #[cfg(unix)]
+    fn inherit(selector: crate::systemd::Selector<'_>) -> Result<Listener, Error> {
+        let (fd, name, index) = crate::systemd::take(selector)?;
+        let source = Source::Systemd { name, index };
+        Self::from_inherited_fd(fd, source)
+    }
+
+    /// Validates an inherited descriptor (a listening stream socket) and
+    /// prepares it for tokio: non-blocking, close-on-exec, and for TCP,
+    /// `TCP_NODELAY`. The seam for every inherited source.
+    #[cfg(unix)]
+    pub(crate) fn from_inherited_fd(fd: OwnedFd, source: Source) -> Result<Listener, Error> {
+        let socket = Socket::from(fd);
+        let described = match &source {
+            Source::Systemd { name, index } => format!("systemd socket {name:?} (index {index})"),
+            Source::Bound => "socket".to_owned(),
+        };
+        let invalid = |why: &str, err: Option<io::Error>| {
+            Error::inherit(format!("inherited {described} {why}"), err)
+        };
+        match socket.r#type() {
+            Ok(ty) if ty == socket2::Type::STREAM => {}
+            Ok(_) => return Err(invalid("is not a stream socket", None)),
+            Err(err) => return Err(invalid("is not a socket", Some(err))),
+        }
+        if !socket
+            .is_listener()
+            .map_err(|err| invalid("cannot be inspected", Some(err)))?
+        {
+            return Err(invalid("is not listening", None));
+        }
+        socket
+            .set_nonblocking(true)
+            .and_then(|()| socket.set_cloexec(true))
+            .map_err(|err| invalid("cannot be made non-blocking", Some(err)))?;
+        if socket.domain().ok() != Some(socket2::Domain::UNIX) {
+            // Production default, as for bound sockets; inherited by accepted ones.
+            let _ = socket.set_tcp_nodelay(true);
+        }
+        let listener = Self::from_socket(socket, source)
+            .map_err(|err| invalid("cannot be registered with tokio", Some(err)))?;
+        tracing::info!(source = ?listener.source, addr = ?listener.local_addr().ok(), "adopted inherited socket");
+        Ok(listener)
+    }
+
+    /// Wraps a listening, non-blocking socket.
+    pub(crate) fn from_socket(socket: Socket, source: Source) -> io::Result<Listener> {
+        #[cfg(unix)]
+        let inner = if socket.domain()? == socket2::Domain::UNIX {
+            let std: std::os::unix::net::UnixListener = OwnedFd::from(socket).into();
+            Inner::Unix(tokio::net::UnixListener::from_std(std)?)
+        } else {
+            Inner::Tcp(tokio::net::TcpListener::from_std(socket.into())?)
+        };
+        #[cfg(not(unix))]
+        let inner = Inner::Tcp(tokio::net::TcpListener::from_std(socket.into())?);
+        Ok(Listener {
+            inner,
+            source,
+            backoff: Backoff::default(),
+            #[cfg(unix)]
+            reserve: std::fs::File::open("/dev/null").ok(),
+        })
+    }
+
+    /// The address the socket listens on.
+    ///
+    /// # Errors
+    ///
+    /// When the operating system cannot say (rare).
+    pub fn local_addr(&self) -> io::Result<Addr> {
+        match &self.inner {
+            Inner::Tcp(listener) => listener.local_addr().map(Addr::Tcp),
+            #[cfg(unix)]
+            Inner::Unix(listener) => listener
+                .local_addr()
+                .map(|addr| Addr::from_unix(&addr.into())),
+        }
+    }
+
+    /// Where the socket came from.
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Accepts the next connection, retrying per-connection errors and
+    /// backing off on resource exhaustion; never fails.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a connection is never lost by dropping the future.
+    pub async fn accept(&mut self) -> (Stream, Addr) {
+        loop {
+            match self.accept_once().await {
+                Ok(accepted) => {
+                    self.backoff.recovered();
+                    return accepted;
+                }
+                Err(err) => self.on_error(err).await,
+            }
+        }
+    }
+
+    /// Accepts a connection that is already waiting, without waiting for
+    /// one: `None` when the queue is empty (or on an error).
+    pub(crate) fn accept_ready(&mut self) -> Option<(Stream, Addr)> {
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        match self.poll_accept_once(&mut cx) {
+            Poll::Ready(Ok(accepted)) => Some(accepted),
+            _ => None,
+        }
+    }
+
+    async fn accept_once(&mut self) -> io::Result<(Stream, Addr)> {
+        std::future::poll_fn(|cx| self.poll_accept_once(cx)).await
+    }
+
+    fn poll_accept_once(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<(Stream, Addr)>> {
+        match &self.inner {
+            Inner::Tcp(listener) => listener
+                .poll_accept(cx)
+                .map_ok(|(stream, peer)| (Stream::Tcp(stream), Addr::Tcp(peer))),
+            #[cfg(unix)]
+            Inner::Unix(listener) => listener
+                .poll_accept(cx)
+                .map_ok(|(stream, peer)| (Stream::Unix(stream), Addr::from_unix(&peer.into()))),
+        }
+    }
+
+    async fn on_error(&mut self, err: io::Error) {
+        match classify(&err) {
+            ErrorClass::Connection => {
+                tracing::debug!(error = %err, "accept: connection error, retrying");
+            }
+            ErrorClass::Resources => {
+                let delay = self.backoff.next(&err, "out of resources");
+                #[cfg(unix)]
+                self.shed_one();
+                tokio::time::sleep(delay).await;
+            }
+            ErrorClass::Other => {
+                let delay = self.backoff.next(&err, "unexpected error");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    /// Frees the reserve descriptor, accepts one waiting connection and
+    /// closes it at once (the client learns now, instead of waiting in the
+    /// queue), then takes the reserve again.
+    #[cfg(unix)]
+    fn shed_one(&mut self) {
+        if self.reserve.take().is_some() {
+            if self.accept_ready().is_some() {
+                self.backoff.shed += 1;
+            }
+            self.reserve = std::fs::File::open("/dev/null").ok();
+        }
+    }
+
+    /// How many accept errors the current burst has had.
+    pub(crate) fn error_count(&self) -> u64 {
+        self.backoff.total_errors
+    }
+}
+
+#[cfg(unix)]
+impl AsFd for Listener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.inner {
+            Inner::Tcp(listener) => listener.as_fd(),
+            Inner::Unix(listener) => listener.as_fd(),
+        }
+    }
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("addr", &self.local_addr().ok())
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ErrorClass {
+    /// The error belongs to one connection, which is gone: retry at once.
+    Connection,
+    /// The process or system is out of something: back off.
+    Resources,
+    /// Anything else: back off, and say so.
+    Other,
+}
+
+fn classify(err: &io::Error) -> ErrorClass {
+    use io::ErrorKind::*;
+    #[cfg(unix)]
+    if let Some(code) = err.raw_os_error() {
+        match code {
+            libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM => {
+                return ErrorClass::Resources;
+            }
+            libc::ECONNABORTED
+            | libc::EPROTO
+            | libc::EPERM
+            | libc::EINTR
+            | libc::ENETDOWN
+            | libc::ENOPROTOOPT
+            | libc::EHOSTDOWN
+            | libc::ENONET
+            | libc::EHOSTUNREACH
+            | libc::EOPNOTSUPP
+            | libc::ENETUNREACH => return ErrorClass::Connection,
+            _ => {}
+        }
+    }
+    match err.kind() {
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock => {
+            ErrorClass::Connection
+        }
+        OutOfMemory => ErrorClass::Resources,
+        _ => ErrorClass::Other,
+    }
+}
+
+const BACKOFF_START: Duration = Duration::from_millis(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Exponential back-off for accept errors, logged once per burst.
+#[derive(Debug, Default)]
+struct Backoff {
+    burst: Option<Burst>,
+    shed: u64,
+    total_errors: u64,
+}
+
+#[derive(Debug)]
+struct Burst {
+    started: Instant,
+    errors: u64,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn next(&mut self, err: &io::Error, what: &str) -> Duration {
+        self.total_errors += 1;
+        let burst = self.burst.get_or_insert_with(|| {
+            tracing::warn!(
+                error = %err,
+                "accept failed ({what}); backing off, retrying from {BACKOFF_START:?} up to {BACKOFF_MAX:?}"
+            );
+            Burst {
+                started: Instant::now(),
+                errors: 0,
+                delay: BACKOFF_START,
+            }
+        });
+        burst.errors += 1;
+        let delay = burst.delay;
+        burst.delay = (burst.delay * 2).min(BACKOFF_MAX);
+        delay
+    }
+
+    fn recovered(&mut self) {
+        if let Some(burst) = self.burst.take() {
+            tracing::warn!(
+                errors = burst.errors,
+                shed = self.shed,
+                lasted = ?burst.started.elapsed(),
+                "accept recovered"
+            );
+            self.shed = 0;
+        }
+    }
+}
+
+/// An accepted connection: TCP or Unix.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Stream {
+    /// A TCP connection.
+    Tcp(TcpStream),
+    /// A Unix domain socket connection.
+    #[cfg(unix)]
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// The local end's address.
+    ///
+    /// # Errors
+    ///
+    /// When the operating system cannot say (rare).
+    pub fn local_addr(&self) -> io::Result<Addr> {
+        match self {
+            Stream::Tcp(stream) => stream.local_addr().map(Addr::Tcp),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream
+                .local_addr()
+                .map(|addr| Addr::from_unix(&addr.into())),
+        }
+    }
+
+    /// Shuts the write side down at once (a FIN), without waiting.
+    pub(crate) fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(stream) => {
+                socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
+            }
+            #[cfg(unix)]
+            Stream::Unix(stream) => {
+                socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write)
+            }
+        };
+    }
+}
+
+macro_rules! delegate {
+    ($self:ident, $stream:ident => $call:expr) => {
+        match $self.get_mut() {
+            Stream::Tcp($stream) => $call,
+            #[cfg(unix)]
+            Stream::Unix($stream) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, stream => Pin::new(stream).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, stream => Pin::new(stream).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        delegate!(self, stream => Pin::new(stream).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(stream) => stream.is_write_vectored(),
+            #[cfg(unix)]
+            Stream::Unix(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, stream => Pin::new(stream).poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, stream => Pin::new(stream).poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_classified() {
+        let os = io::Error::from_raw_os_error;
+        assert_eq!(classify(&os(libc::EMFILE)), ErrorClass::Resources);
+        assert_eq!(classify(&os(libc::ENFILE)), ErrorClass::Resources);
+        assert_eq!(classify(&os(libc::ENOBUFS)), ErrorClass::Resources);
+        assert_eq!(classify(&os(libc::ENOMEM)), ErrorClass::Resources);
+        assert_eq!(classify(&os(libc::ECONNABORTED)), ErrorClass::Connection);
+        assert_eq!(classify(&os(libc::EINTR)), ErrorClass::Connection);
+        assert_eq!(classify(&os(libc::EINVAL)), ErrorClass::Other);
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets_on_recovery() {
+        let mut backoff = Backoff::default();
+        let err = io::Error::from_raw_os_error(libc::EMFILE);
+        let delays: Vec<_> = (0..10).map(|_| backoff.next(&err, "test")).collect();
+        assert_eq!(delays[0], BACKOFF_START);
+        assert_eq!(delays[1], BACKOFF_START * 2);
+        assert!(delays.windows(2).all(|pair| pair[1] >= pair[0]));
+        assert_eq!(*delays.last().unwrap(), BACKOFF_MAX);
+        backoff.recovered();
+        assert_eq!(backoff.next(&err, "test"), BACKOFF_START);
+        assert_eq!(backoff.total_errors, 11);
+    }
+}

@@ -1,0 +1,269 @@
+//! The connection's I/O: records activity for the idle and header timers,
+//! and closes with a lingering read.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use seaworthy_shutdown::DrainGuard;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Stream;
+
+/// `ConnState::head_since` when no request head is being read.
+const NO_HEAD: u64 = u64::MAX;
+
+/// What the connection task, the I/O and the service share about one
+/// connection. Times are milliseconds since `started`.
+#[derive(Debug)]
+pub(crate) struct ConnState {
+    pub(crate) started: Instant,
+    last_io: AtomicU64,
+    head_since: AtomicU64,
+    in_flight: AtomicU32,
+    pub(crate) requests: AtomicU64,
+    retiring: AtomicBool,
+    http2: AtomicBool,
+    eof: AtomicBool,
+    no_linger: AtomicBool,
+    /// Wakes the connection task to retire an HTTP/2 connection.
+    pub(crate) retire: Notify,
+}
+
+impl ConnState {
+    pub(crate) fn new() -> Self {
+        ConnState {
+            started: Instant::now(),
+            last_io: AtomicU64::new(0),
+            head_since: AtomicU64::new(NO_HEAD),
+            in_flight: AtomicU32::new(0),
+            requests: AtomicU64::new(0),
+            retiring: AtomicBool::new(false),
+            http2: AtomicBool::new(false),
+            eof: AtomicBool::new(false),
+            no_linger: AtomicBool::new(false),
+            retire: Notify::new(),
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub(crate) fn at(&self, ms: u64) -> Instant {
+        self.started + Duration::from_millis(ms)
+    }
+
+    fn on_read(&self, bytes: &[u8]) {
+        let now = self.now_ms();
+        self.last_io.store(now, Relaxed);
+        if bytes.is_empty() {
+            self.eof.store(true, Relaxed);
+            return;
+        }
+        if self.in_flight.load(Relaxed) == 0 && self.head_since.load(Relaxed) == NO_HEAD {
+            if self.requests.load(Relaxed) == 0 && bytes.starts_with(b"PRI ") {
+                // The HTTP/2 preface: no request heads to time.
+                self.http2.store(true, Relaxed);
+            }
+            self.head_since.store(now, Relaxed);
+        }
+    }
+
+    fn on_write(&self) {
+        self.last_io.store(self.now_ms(), Relaxed);
+    }
+
+    /// The service was called: a head was read, a request is in flight.
+    pub(crate) fn request_started(&self) {
+        self.in_flight.fetch_add(1, Relaxed);
+        self.head_since.store(NO_HEAD, Relaxed);
+    }
+
+    /// The response head is ready (or the request was abandoned).
+    pub(crate) fn request_finished(&self) {
+        self.in_flight.fetch_sub(1, Relaxed);
+        self.last_io.store(self.now_ms(), Relaxed);
+    }
+
+    /// When the current request head started arriving, if one is.
+    pub(crate) fn head_since(&self) -> Option<u64> {
+        if self.is_http2() {
+            return None;
+        }
+        Some(self.head_since.load(Relaxed)).filter(|&since| since != NO_HEAD)
+    }
+
+    /// When the connection last moved a byte, if it is idle now (nothing
+    /// in flight, no head arriving).
+    pub(crate) fn idle_since(&self) -> Option<u64> {
+        if self.in_flight.load(Relaxed) > 0 || self.head_since.load(Relaxed) != NO_HEAD {
+            return None;
+        }
+        Some(self.last_io.load(Relaxed))
+    }
+
+    pub(crate) fn is_http2(&self) -> bool {
+        self.http2.load(Relaxed)
+    }
+
+    pub(crate) fn set_retiring(&self) {
+        self.retiring.store(true, Relaxed);
+    }
+
+    pub(crate) fn is_retiring(&self) -> bool {
+        self.retiring.load(Relaxed)
+    }
+
+    /// Closes without the lingering read: the peer misbehaved, or time is up.
+    pub(crate) fn close_hard(&self) {
+        self.no_linger.store(true, Relaxed);
+    }
+}
+
+/// The stream as hyper sees it.
+pub(crate) struct ConnIo {
+    stream: Option<Stream>,
+    state: Arc<ConnState>,
+    linger: Duration,
+    cut: CancellationToken,
+    guard: Option<DrainGuard>,
+}
+
+impl ConnIo {
+    pub(crate) fn new(
+        stream: Stream,
+        state: Arc<ConnState>,
+        linger: Duration,
+        cut: CancellationToken,
+        guard: DrainGuard,
+    ) -> Self {
+        ConnIo {
+            stream: Some(stream),
+            state,
+            linger,
+            cut,
+            guard: Some(guard),
+        }
+    }
+
+    fn stream(&mut self) -> Pin<&mut Stream> {
+        Pin::new(
+            self.stream
+                .as_mut()
+                .expect("the stream is taken only on drop"),
+        )
+    }
+}
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let result = this.stream().poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            this.state.on_read(&buf.filled()[before..]);
+        }
+        result
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = this.stream().poll_write(cx, buf);
+        if let Poll::Ready(Ok(_)) = result {
+            this.state.on_write();
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = this.stream().poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(_)) = result {
+            this.state.on_write();
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(AsyncWrite::is_write_vectored)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().stream().poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().stream().poll_shutdown(cx)
+    }
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        let state = &self.state;
+        if self.linger.is_zero()
+            || state.eof.load(Relaxed)
+            || state.no_linger.load(Relaxed)
+            || self.cut.is_cancelled()
+        {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(linger(
+            stream,
+            self.linger,
+            self.cut.clone(),
+            self.guard.take(),
+        ));
+    }
+}
+
+/// Lingering close: send FIN, then read and drop whatever the client still
+/// sends until it closes too, `linger` passes, or the shutdown cuts it. A
+/// close with unread input would send RST, which can destroy a response the
+/// client has not read yet.
+async fn linger(
+    mut stream: Stream,
+    linger: Duration,
+    cut: CancellationToken,
+    guard: Option<DrainGuard>,
+) {
+    stream.shutdown_write();
+    let drain = async {
+        let mut sink = [0_u8; 1024];
+        while let Ok(1..) = stream.read(&mut sink).await {}
+    };
+    tokio::select! {
+        () = drain => {}
+        () = tokio::time::sleep(linger) => {}
+        () = cut.cancelled() => {}
+    }
+    drop(guard);
+}

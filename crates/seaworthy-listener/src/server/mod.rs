@@ -1,0 +1,357 @@
+//! The serve loop: accept with a limit, serve hyper 1 (HTTP/1.1 and HTTP/2),
+//! drain through seaworthy-shutdown's phases.
+
+mod conn;
+mod counters;
+mod io;
+mod service;
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use seaworthy_shutdown::{Phase, ShutdownToken};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower_service::Service;
+
+pub use counters::{Counters, CountersSnapshot};
+
+use crate::Listener;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Serves a [`Listener`] with hyper (HTTP/1.1 and HTTP/2, detected per
+/// connection, h2c included) and any tower service, draining through the
+/// phases of a [`seaworthy_shutdown::Shutdown`].
+///
+/// # Defaults
+///
+/// | setting | default | |
+/// |---|---|---|
+/// | [`max_connections`](Self::max_connections) | 10 000 | past it, accept waits (no busy loop) |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | a request head must arrive within it (slowloris) |
+/// | [`keep_alive_timeout`](Self::keep_alive_timeout) | 75 s | idle HTTP/1 connections are closed after it; above common load balancers' 60 s |
+/// | [`http2_keep_alive`](Self::http2_keep_alive) | ping every 20 s, 20 s to answer | dead HTTP/2 peers are found |
+/// | [`max_requests`](Self::max_requests) | none | gunicorn's `max_requests`, with jitter |
+/// | [`max_age`](Self::max_age) | none | a connection is retired after it, with jitter |
+/// | [`idle_grace`](Self::idle_grace) | 250 ms | while draining, a connection idle this long is closed |
+/// | [`linger`](Self::linger) | 2 s | after closing, unread input is read and dropped this long, so that no RST truncates a response |
+///
+/// # The drain
+///
+/// | phase | accepting | open connections |
+/// |---|---|---|
+/// | running | yes | served; idle HTTP/1 closed after the keep-alive timeout |
+/// | draining | yes | every response gets `Connection: close` (HTTP/1); HTTP/2 gets GOAWAY |
+/// | closing | no | requests in flight finish; a connection idle for `idle_grace` is closed; one mid-head is cut by the header-read timeout |
+/// | cancelling | no | whatever is left is closed and counted in [`CountersSnapshot::closed_at_deadline`] |
+///
+/// An idle connection is closed only once no byte has moved on it for the
+/// grace, never while a request is being read or answered, so a client
+/// sending its next request at that moment is answered (with
+/// `Connection: close`) rather than reset.
+///
+/// # Examples
+///
+/// ```no_run
+/// use seaworthy_listener::{Listener, Server};
+/// use seaworthy_shutdown::Shutdown;
+///
+/// # async fn run(router: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
+/// let shutdown = Shutdown::builder().drain_delay(std::time::Duration::from_secs(5)).build()?;
+/// let listener = Listener::bind("127.0.0.1:8000".parse()?)?;
+/// shutdown.spawn("http", Server::new().serve(listener, router, shutdown.token()));
+/// std::process::exit(shutdown.wait().await.exit_code());
+/// # }
+/// ```
+#[derive(Clone)]
+#[must_use = "a server does nothing until `serve` is called"]
+pub struct Server {
+    pub(crate) config: Config,
+    counters: Counters,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) max_connections: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) keep_alive_timeout: Duration,
+    pub(crate) http2_keep_alive_interval: Option<Duration>,
+    pub(crate) http2_keep_alive_timeout: Duration,
+    pub(crate) max_requests: Option<u64>,
+    pub(crate) max_age: Option<Duration>,
+    pub(crate) jitter: f64,
+    pub(crate) idle_grace: Duration,
+    pub(crate) linger: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            config: Config {
+                max_connections: 10_000,
+                header_read_timeout: Duration::from_secs(10),
+                keep_alive_timeout: Duration::from_secs(75),
+                http2_keep_alive_interval: Some(Duration::from_secs(20)),
+                http2_keep_alive_timeout: Duration::from_secs(20),
+                max_requests: None,
+                max_age: None,
+                jitter: 0.1,
+                idle_grace: Duration::from_millis(250),
+                linger: Duration::from_secs(2),
+            },
+            counters: Counters::default(),
+        }
+    }
+}
+
+impl Server {
+    /// A server with the defaults in the table above.
+    pub fn new() -> Self {
+        Server::default()
+    }
+
+    /// The most connections open at once; past it, accept waits for one to
+    /// close. Default 10 000.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.config.max_connections = max.max(1);
+        self
+    }
+
+    /// How long a client may take to send a complete request head, counted
+    /// from its first byte. A client that trickles header bytes (slowloris)
+    /// is cut at it. Default 10 s.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.config.header_read_timeout = timeout;
+        self
+    }
+
+    /// How long an HTTP/1 connection may sit idle between requests. Keep it
+    /// above the idle timeout of the load balancer in front (60 s for most),
+    /// or the balancer may send a request on a connection being closed.
+    /// Default 75 s.
+    pub fn keep_alive_timeout(mut self, timeout: Duration) -> Self {
+        self.config.keep_alive_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keep-alive: a PING every `interval` (`None`: never), and the
+    /// connection closed when one is not answered within `timeout`.
+    pub fn http2_keep_alive(mut self, interval: Option<Duration>, timeout: Duration) -> Self {
+        self.config.http2_keep_alive_interval = interval;
+        self.config.http2_keep_alive_timeout = timeout;
+        self
+    }
+
+    /// Retires a connection after this many requests (lowered by up to the
+    /// [jitter](Self::jitter) per connection, so that connections opened
+    /// together do not all close together): the last response carries
+    /// `Connection: close`, or HTTP/2 gets GOAWAY. Clients reconnect, and
+    /// load spreads over instances added since. Default: no limit.
+    pub fn max_requests(mut self, max: u64) -> Self {
+        self.config.max_requests = Some(max.max(1));
+        self
+    }
+
+    /// Retires a connection after it has been open this long (shortened by
+    /// up to the [jitter](Self::jitter)). Default: no limit.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.config.max_age = Some(age);
+        self
+    }
+
+    /// The share (0 to 1) by which max requests and max age are lowered at
+    /// random per connection. Default 0.1.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.config.jitter = jitter.clamp(0.0, 1.0);
+        self
+    }
+
+    /// While draining, how long a connection must have been idle (no byte
+    /// in either direction, no request in flight) to be closed. Default
+    /// 250 ms.
+    pub fn idle_grace(mut self, grace: Duration) -> Self {
+        self.config.idle_grace = grace;
+        self
+    }
+
+    /// After a connection is closed, how long its unread input is read and
+    /// dropped (lingering close). Zero turns it off. Default 2 s.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.config.linger = linger;
+        self
+    }
+
+    /// The counters of this server: open, accepted, closed at the deadline,
+    /// and more. Take them before [`serve`](Self::serve).
+    pub fn counters(&self) -> Counters {
+        self.counters.clone()
+    }
+
+    /// Serves `listener` with `service` until the shutdown behind `token`
+    /// passes [`Closing`](Phase::Closing) and every connection has closed
+    /// (or was cut when [`Cancelling`](Phase::Cancelling) began).
+    ///
+    /// Each request carries a [`ConnectionInfo`](crate::ConnectionInfo)
+    /// extension; with the `axum` feature, also axum's
+    /// `ConnectInfo<SocketAddr>` for TCP connections.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future stops accepting and drops the listener;
+    /// connections already accepted run on until they close or the shutdown
+    /// cuts them.
+    pub async fn serve<S, B>(self, mut listener: Listener, service: S, token: ShutdownToken)
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+    {
+        let shared = Arc::new(Shared::new(self.config, self.counters, service, &token));
+        let phases = tokio::spawn(follow_phases(token.clone(), shared.signals.clone()));
+        let connections = TaskTracker::new();
+        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        let addr = listener.local_addr().ok();
+        tracing::info!(addr = ?addr.as_ref().map(ToString::to_string), "serving");
+
+        loop {
+            let permit = match Arc::clone(&limit).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    shared.counters.limit_reached();
+                    tokio::select! {
+                        permit = Arc::clone(&limit).acquire_owned() => {
+                            permit.expect("the semaphore is never closed")
+                        }
+                        () = shared.signals.closing.cancelled() => break,
+                    }
+                }
+            };
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = shared.signals.closing.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            shared.counters.accepted();
+            shared.counters.set_accept_errors(listener.error_count());
+            connections.spawn(conn::serve(
+                Arc::clone(&shared),
+                stream,
+                peer,
+                Some(permit),
+                token.drain_guard(),
+            ));
+        }
+
+        // Connections that completed the handshake before we stopped: served
+        // (with `Connection: close`), not reset with the socket.
+        let mut swept = 0;
+        while let Some((stream, peer)) = listener.accept_ready() {
+            swept += 1;
+            shared.counters.accepted();
+            connections.spawn(conn::serve(
+                Arc::clone(&shared),
+                stream,
+                peer,
+                None,
+                token.drain_guard(),
+            ));
+        }
+        shared.counters.set_accept_errors(listener.error_count());
+        drop(listener);
+        tracing::info!(
+            addr = ?addr.as_ref().map(ToString::to_string),
+            open = shared.counters.snapshot().open,
+            swept,
+            "stopped accepting"
+        );
+
+        connections.close();
+        connections.wait().await;
+        phases.abort();
+        let counters = shared.counters.snapshot();
+        tracing::info!(
+            accepted = counters.accepted,
+            closed_at_deadline = counters.closed_at_deadline,
+            "all connections closed"
+        );
+    }
+}
+
+impl fmt::Debug for Server {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("counters", &self.counters.snapshot())
+            .finish()
+    }
+}
+
+/// The shutdown phases as three tokens, fired in order.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Signals {
+    /// Draining: responses carry `Connection: close`, HTTP/2 gets GOAWAY.
+    pub(crate) draining: CancellationToken,
+    /// Closing: accepting stops, idle connections close after the grace.
+    pub(crate) closing: CancellationToken,
+    /// Cancelling: whatever is left is closed now.
+    pub(crate) cut: CancellationToken,
+}
+
+async fn follow_phases(token: ShutdownToken, signals: Signals) {
+    token.reached(Phase::Draining).await;
+    tracing::debug!("draining: closing connections after their current request");
+    signals.draining.cancel();
+    token.reached(Phase::Closing).await;
+    signals.closing.cancel();
+    token.reached(Phase::Cancelling).await;
+    signals.cut.cancel();
+}
+
+/// What every connection of one server shares.
+pub(crate) struct Shared<S> {
+    pub(crate) config: Config,
+    pub(crate) counters: Counters,
+    pub(crate) service: S,
+    pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) signals: Signals,
+}
+
+impl<S> Shared<S> {
+    fn new(config: Config, counters: Counters, service: S, token: &ShutdownToken) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            // Our own timer covers the head only, not the idle time before it.
+            .header_read_timeout(None)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(config.http2_keep_alive_interval)
+            .keep_alive_timeout(config.http2_keep_alive_timeout);
+        let signals = Signals::default();
+        // A server started after the shutdown began drains from the start.
+        if token.is_shutting_down() {
+            signals.draining.cancel();
+        }
+        Shared {
+            config,
+            counters,
+            service,
+            builder,
+            signals,
+        }
+    }
+}
