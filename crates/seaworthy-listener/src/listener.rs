@@ -226,15 +226,63 @@ impl Listener {
         }
     }
 
-    /// Accepts a connection that is already waiting, without waiting for
-    /// one: `None` when the queue is empty (or on an error).
-    pub(crate) fn accept_ready(&mut self) -> Option<(Stream, Addr)> {
-        let waker = std::task::Waker::noop();
-        let mut cx = Context::from_waker(waker);
-        match self.poll_accept_once(&mut cx) {
-            Poll::Ready(Ok(accepted)) => Some(accepted),
-            _ => None,
+    /// Accepts a connection already waiting in the kernel's queue, with a
+    /// direct non-blocking `accept(2)` (not tokio's readiness, which may
+    /// not have seen it yet): `None` when the queue is empty.
+    pub(crate) fn accept_nonblocking(&self) -> Option<(Stream, Addr)> {
+        match &self.inner {
+            Inner::Tcp(listener) => {
+                let (socket, peer) = socket2::SockRef::from(listener).accept().ok()?;
+                socket.set_nonblocking(true).ok()?;
+                let peer = peer.as_socket()?;
+                let stream = TcpStream::from_std(socket.into()).ok()?;
+                Some((Stream::Tcp(stream), Addr::Tcp(peer)))
+            }
+            #[cfg(unix)]
+            Inner::Unix(listener) => {
+                let (socket, peer) = socket2::SockRef::from(listener).accept().ok()?;
+                socket.set_nonblocking(true).ok()?;
+                let std: std::os::unix::net::UnixStream = OwnedFd::from(socket).into();
+                let stream = UnixStream::from_std(std).ok()?;
+                Some((
+                    Stream::Unix(stream),
+                    Addr::Unix(peer.as_pathname().map(Into::into)),
+                ))
+            }
         }
+    }
+
+    /// Makes the kernel stop completing new handshakes on this socket, so
+    /// that the accept queue can be emptied before the socket closes: a
+    /// socket filter drops incoming SYNs (clients retry, then find the port
+    /// closed), while handshakes already under way still complete.
+    ///
+    /// Only for sockets this process bound: a filter on a socket shared
+    /// with systemd would outlive this process. Linux TCP only; returns
+    /// whether the filter is in place.
+    pub(crate) fn refuse_new_handshakes(&self) -> bool {
+        if self.source != Source::Bound {
+            return false;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Inner::Tcp(listener) = &self.inner {
+            use socket2::SockFilter;
+            // Classic BPF over the TCP header: drop a packet with SYN set.
+            const DROP_SYN: [SockFilter; 4] = [
+                SockFilter::new(0x30, 0, 0, 13),       // ldb [13]: the flags byte
+                SockFilter::new(0x45, 0, 1, 0x02),     // jset #SYN: drop, else accept
+                SockFilter::new(0x06, 0, 0, 0),        // ret #0: drop
+                SockFilter::new(0x06, 0, 0, u32::MAX), // ret #-1: accept whole
+            ];
+            return match socket2::SockRef::from(listener).attach_filter(&DROP_SYN) {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::debug!(error = %err, "cannot filter new handshakes");
+                    false
+                }
+            };
+        }
+        false
     }
 
     async fn accept_once(&mut self) -> io::Result<(Stream, Addr)> {
@@ -277,7 +325,7 @@ impl Listener {
     #[cfg(unix)]
     fn shed_one(&mut self) {
         if self.reserve.take().is_some() {
-            if self.accept_ready().is_some() {
+            if self.accept_nonblocking().is_some() {
                 self.backoff.shed += 1;
             }
             self.reserve = std::fs::File::open("/dev/null").ok();

@@ -58,10 +58,12 @@ pub(crate) async fn serve<S, B>(
         max_requests: config
             .max_requests
             .map(|max| jittered_count(max, config.jitter)),
+        shutdown: shared.token.clone(),
     };
     let io = ConnIo::new(
         stream,
         Arc::clone(&state),
+        config.header_read_timeout,
         config.linger,
         signals.cut.clone(),
         guard,
@@ -73,7 +75,6 @@ pub(crate) async fn serve<S, B>(
     // ends: after `close_hard`, or at once when hyper is done.
     let mut conn = Box::pin(conn);
 
-    let header_timeout = millis(config.header_read_timeout);
     let max_age_at = config
         .max_age
         .map(|age| state.started + jittered_duration(age, config.jitter));
@@ -88,17 +89,12 @@ pub(crate) async fn serve<S, B>(
             config.keep_alive_timeout
         });
         let now = state.now_ms();
-        // The next moment something may be due: a head's deadline, the idle
-        // limit, the max age. Without a head or idleness (a request in
-        // flight), look again after the idle limit.
-        let mut due = state
-            .head_since()
-            .map_or(u64::MAX, |since| since + header_timeout);
-        due = due.min(
-            state
-                .idle_since()
-                .map_or(now + idle_limit.max(1), |since| since + idle_limit),
-        );
+        // The next moment something may be due: the idle limit, the max age.
+        // While a request is in flight or a head arrives, look again after
+        // the idle limit. (The I/O times request heads itself.)
+        let due = state
+            .idle_since()
+            .map_or(now + idle_limit.max(1), |since| since + idle_limit);
         let mut wake = state.at(due);
         if let Some(at) = max_age_at.filter(|_| !retired) {
             wake = wake.min(at);
@@ -106,6 +102,9 @@ pub(crate) async fn serve<S, B>(
 
         tokio::select! {
             result = conn.as_mut() => {
+                if state.header_timed_out() {
+                    break End::HeaderTimeout;
+                }
                 if let Err(err) = result {
                     log_connection_error(&*err);
                 }
@@ -132,10 +131,6 @@ pub(crate) async fn serve<S, B>(
             }
             () = sleep_until(wake) => {
                 let now = state.now_ms();
-                if state.head_since().is_some_and(|since| now >= since + header_timeout) {
-                    state.close_hard();
-                    break End::HeaderTimeout;
-                }
                 if !retired && max_age_at.is_some_and(|at| Instant::now() >= at) {
                     retired = true;
                     close_idle = true;

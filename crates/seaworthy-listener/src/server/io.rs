@@ -1,6 +1,7 @@
 //! The connection's I/O: records activity for the idle and header timers,
 //! and closes with a lingering read.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use seaworthy_shutdown::DrainGuard;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
 use crate::Stream;
@@ -32,6 +33,7 @@ pub(crate) struct ConnState {
     http2: AtomicBool,
     eof: AtomicBool,
     no_linger: AtomicBool,
+    header_timed_out: AtomicBool,
     /// Wakes the connection task to retire an HTTP/2 connection.
     pub(crate) retire: Notify,
 }
@@ -48,6 +50,7 @@ impl ConnState {
             http2: AtomicBool::new(false),
             eof: AtomicBool::new(false),
             no_linger: AtomicBool::new(false),
+            header_timed_out: AtomicBool::new(false),
             retire: Notify::new(),
         }
     }
@@ -125,12 +128,20 @@ impl ConnState {
     pub(crate) fn close_hard(&self) {
         self.no_linger.store(true, Relaxed);
     }
+
+    /// Whether the connection ended because a request head was too slow.
+    pub(crate) fn header_timed_out(&self) -> bool {
+        self.header_timed_out.load(Relaxed)
+    }
 }
 
 /// The stream as hyper sees it.
 pub(crate) struct ConnIo {
     stream: Option<Stream>,
     state: Arc<ConnState>,
+    header_read_timeout: Duration,
+    /// Armed only while a request head is partly read.
+    head_timer: Option<Pin<Box<Sleep>>>,
     linger: Duration,
     cut: CancellationToken,
     guard: Option<DrainGuard>,
@@ -140,6 +151,7 @@ impl ConnIo {
     pub(crate) fn new(
         stream: Stream,
         state: Arc<ConnState>,
+        header_read_timeout: Duration,
         linger: Duration,
         cut: CancellationToken,
         guard: DrainGuard,
@@ -147,10 +159,42 @@ impl ConnIo {
         ConnIo {
             stream: Some(stream),
             state,
+            header_read_timeout,
+            head_timer: None,
             linger,
             cut,
             guard: Some(guard),
         }
+    }
+
+    /// While a request head is partly read, times it: the read fails with
+    /// `TimedOut` once the header-read timeout has passed since its first
+    /// byte. The timer is armed only then, on the read's own waker.
+    fn poll_head_timer(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(since) = self.state.head_since() else {
+            return Poll::Pending;
+        };
+        let deadline = self.state.at(since) + self.header_read_timeout;
+        let timer = match &mut self.head_timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .head_timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.state.header_timed_out.store(true, Relaxed);
+        self.state.close_hard();
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "request head not received within the header-read timeout",
+        )))
     }
 
     fn stream(&mut self) -> Pin<&mut Stream> {
@@ -171,8 +215,10 @@ impl AsyncRead for ConnIo {
         let this = self.get_mut();
         let before = buf.filled().len();
         let result = this.stream().poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = result {
-            this.state.on_read(&buf.filled()[before..]);
+        match result {
+            Poll::Ready(Ok(())) => this.state.on_read(&buf.filled()[before..]),
+            Poll::Pending => return this.poll_head_timer(cx),
+            Poll::Ready(Err(_)) => {}
         }
         result
     }

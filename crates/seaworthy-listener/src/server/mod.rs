@@ -27,6 +27,11 @@ use crate::Listener;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// The final sweep of the accept queue: at most this many rounds...
+const SWEEP_ROUNDS: u32 = 20;
+/// ...this far apart.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
+
 /// Serves a [`Listener`] with hyper (HTTP/1.1 and HTTP/2, detected per
 /// connection, h2c included) and any tower service, draining through the
 /// phases of a [`seaworthy_shutdown::Shutdown`].
@@ -253,19 +258,33 @@ impl Server {
             ));
         }
 
-        // Connections that completed the handshake before we stopped: served
-        // (with `Connection: close`), not reset with the socket.
+        // Connections that completed the handshake before we stopped are
+        // served (with `Connection: close`), not reset with the socket. With
+        // new handshakes refused, the queue can be emptied for good: sweep
+        // until it has stayed empty a little while (handshakes already under
+        // way complete within a round trip).
+        let filtered = listener.refuse_new_handshakes();
         let mut swept = 0;
-        while let Some((stream, peer)) = listener.accept_ready() {
-            swept += 1;
-            shared.counters.accepted();
-            connections.spawn(conn::serve(
-                Arc::clone(&shared),
-                stream,
-                peer,
-                None,
-                token.drain_guard(),
-            ));
+        let mut quiet = 0;
+        for _ in 0..SWEEP_ROUNDS {
+            let mut found = 0;
+            while let Some((stream, peer)) = listener.accept_nonblocking() {
+                found += 1;
+                shared.counters.accepted();
+                connections.spawn(conn::serve(
+                    Arc::clone(&shared),
+                    stream,
+                    peer,
+                    None,
+                    token.drain_guard(),
+                ));
+            }
+            swept += found;
+            quiet = if found == 0 { quiet + 1 } else { 0 };
+            if !filtered || quiet >= 2 {
+                break;
+            }
+            tokio::time::sleep(SWEEP_INTERVAL).await;
         }
         shared.counters.set_accept_errors(listener.error_count());
         drop(listener);
@@ -325,6 +344,7 @@ pub(crate) struct Shared<S> {
     pub(crate) service: S,
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) signals: Signals,
+    pub(crate) token: ShutdownToken,
 }
 
 impl<S> Shared<S> {
@@ -352,6 +372,7 @@ impl<S> Shared<S> {
             service,
             builder,
             signals,
+            token: token.clone(),
         }
     }
 }

@@ -1,0 +1,340 @@
+//! The flagship example over real sockets with real clients and signals:
+//! HTTP/1 and HTTP/2, the drain, load during a restart, slow and stuck
+//! clients, the connection limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use seaworthy_tests::http1::Conn;
+use seaworthy_tests::{Child, GENEROUS, Signal};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn fetch(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    method: &str,
+    uri: String,
+    body: &'static str,
+) -> (u16, http::Version, String) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap();
+    let response = client
+        .request(request)
+        .await
+        .expect("the request is answered");
+    let status = response.status().as_u16();
+    let version = response.version();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, version, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[test]
+fn serves_http1_and_http2_and_exits_zero_on_sigterm() {
+    let (mut child, addr) = Child::production(&[("SHUTDOWN_DRAIN_DELAY", "0s")]);
+    runtime().block_on(async {
+        let h1 = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut h2 = Client::builder(TokioExecutor::new());
+        h2.http2_only(true);
+        let h2 = h2.build_http::<Full<Bytes>>();
+        for (client, version) in [(&h1, http::Version::HTTP_11), (&h2, http::Version::HTTP_2)] {
+            let (status, got, body) = fetch(client, "GET", format!("http://{addr}/"), "").await;
+            assert_eq!(
+                (status, got, body.as_str()),
+                (200, version, "hello from seaworthy\n")
+            );
+            let (status, _, body) =
+                fetch(client, "POST", format!("http://{addr}/echo"), "ping").await;
+            assert_eq!((status, body.as_str()), (200, "ping"));
+            let (status, _, body) =
+                fetch(client, "GET", format!("http://{addr}/slow?ms=50"), "").await;
+            assert_eq!((status, body.as_str()), (200, "slept 50 ms\n"));
+            for probe in ["/health", "/health/ready", "/health/startup"] {
+                let (status, _, body) =
+                    fetch(client, "GET", format!("http://{addr}{probe}"), "").await;
+                assert_eq!(
+                    (status, body.as_str()),
+                    (200, r#"{"status":"pass"}"#),
+                    "{probe}"
+                );
+            }
+        }
+    });
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+}
+
+#[test]
+fn the_drain_answers_in_flight_work_and_closes_idle_connections_promptly() {
+    let (mut child, addr) = Child::production(&[("SHUTDOWN_DRAIN_DELAY", "2s")]);
+
+    // 200 keep-alive connections, each used once and now idle.
+    let mut idle: Vec<Conn> = (0..200)
+        .map(|_| {
+            let mut conn = Conn::connect(addr).unwrap();
+            assert_eq!(conn.get("/").unwrap().status, 200);
+            conn
+        })
+        .collect();
+    // One that never sends anything.
+    let mut never_used = Conn::connect(addr).unwrap();
+    // A slow request in flight across the whole drain.
+    let slow = thread::spawn(move || {
+        let mut conn = Conn::connect(addr).unwrap();
+        conn.get("/slow?ms=3000").unwrap()
+    });
+    thread::sleep(Duration::from_millis(300));
+
+    child.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    child.wait_for_line("phase=\"draining\"", GENEROUS);
+
+    // During the drain delay: new connections are accepted and told to close;
+    // readiness fails.
+    let mut fresh = Conn::connect(addr).expect("accepting during the drain delay");
+    let response = fresh.get("/").unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.closes(), "{response:?}");
+    let ready = Conn::connect(addr).unwrap().get("/health/ready").unwrap();
+    assert_eq!(ready.status, 503);
+    // The idle ones are still open: the load balancer may still use them.
+    assert!(idle[0].wait_closed(Duration::from_millis(200)).is_none());
+
+    // After the drain delay: refused.
+    let deadline = signalled + Duration::from_secs(10);
+    let stopped = loop {
+        match std::net::TcpStream::connect(addr) {
+            Err(_) => break Instant::now(),
+            Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Ok(_) => panic!(
+                "still accepting 10 s after SIGTERM; output:\n{}",
+                child.output()
+            ),
+        }
+    };
+    assert!(
+        stopped - signalled >= Duration::from_millis(1900),
+        "{:?}",
+        stopped - signalled
+    );
+
+    // The idle and never-used connections close within the idle grace of
+    // accepting stopping (250 ms; 2 s allowed for a loaded machine), not at
+    // the 30 s budget.
+    for conn in idle.iter_mut().chain([&mut never_used]) {
+        let waited = conn.wait_closed(Duration::from_secs(5)).unwrap_or_else(|| {
+            panic!(
+                "an idle connection stayed open; output:\n{}",
+                child.output()
+            )
+        });
+        assert!(stopped.elapsed() < Duration::from_secs(2) || waited < Duration::from_secs(2));
+    }
+    assert!(
+        stopped.elapsed() < Duration::from_secs(4),
+        "idle connections took {:?}",
+        stopped.elapsed()
+    );
+
+    // The slow request was answered.
+    let slow = slow.join().unwrap();
+    assert_eq!(slow.status, 200);
+    assert_eq!(slow.body, b"slept 3000 ms\n");
+    assert!(slow.closes());
+
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    assert!(signalled.elapsed() < Duration::from_secs(15));
+}
+
+/// A keep-alive client that sends continuously, honours `Connection: close`
+/// by reconnecting, and counts requests written that got no response.
+fn load_worker(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    lost: Arc<AtomicU64>,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut used = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let current = match conn.as_mut() {
+            Some(conn) => conn,
+            None => match Conn::connect(addr) {
+                Ok(fresh) => {
+                    used = 0;
+                    conn.insert(fresh)
+                }
+                // Refused: the server stopped accepting; nothing was sent.
+                Err(_) => return,
+            },
+        };
+        if current.send("GET", "/", None).is_err() {
+            // The write failed: the server had closed first. Not sent.
+            conn = None;
+            continue;
+        }
+        match current.read_response() {
+            Ok(response) => {
+                used += 1;
+                assert_eq!(response.status, 200);
+                answered.fetch_add(1, Ordering::Relaxed);
+                if response.closes() {
+                    conn = None;
+                }
+            }
+            Err(err) => {
+                eprintln!("LOST after {used} on this connection: {err}");
+                lost.fetch_add(1, Ordering::Relaxed);
+                conn = None;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_restart_under_load_loses_no_request() {
+    let (mut child, addr) = Child::production(&[("SHUTDOWN_DRAIN_DELAY", "1s")]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let lost = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            let (stop, answered, lost) = (stop.clone(), answered.clone(), lost.clone());
+            thread::spawn(move || load_worker(addr, stop, answered, lost))
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let before = answered.load(Ordering::Relaxed);
+    assert!(before > 100, "only {before} requests in 500 ms");
+
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    // Bounded: workers stop on refusal, or here.
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    assert!(
+        answered.load(Ordering::Relaxed) > before,
+        "no request during the drain"
+    );
+    assert_eq!(
+        lost.load(Ordering::Relaxed),
+        0,
+        "requests lost; answered {}",
+        answered.load(Ordering::Relaxed)
+    );
+}
+
+#[test]
+fn half_a_request_head_does_not_hold_the_process() {
+    let (mut child, addr) = Child::production(&[
+        ("SHUTDOWN_DRAIN_DELAY", "0s"),
+        ("HEADER_READ_TIMEOUT", "1s"),
+    ]);
+    let mut stuck = Conn::connect(addr).unwrap();
+    stuck.send_raw(b"GET / HTTP/1.1\r\nHost: te").unwrap();
+    thread::sleep(Duration::from_millis(100));
+    child.signal(Signal::SIGTERM);
+    let (status, took) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    // Bounded by the header-read timeout, far from the 30 s budget.
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(stuck.wait_closed(Duration::from_secs(1)).is_some());
+}
+
+#[test]
+fn slowloris_is_cut_at_the_header_read_timeout_while_others_are_served() {
+    let (mut child, addr) =
+        Child::production(&[("HEADER_READ_TIMEOUT", "1s"), ("RUST_LOG", "debug")]);
+    let mut slow = Conn::connect(addr).unwrap();
+    let started = Instant::now();
+    let head = b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let mut cut_after = None;
+    let mut other = Conn::connect(addr).unwrap();
+    for byte in head.iter().cycle().take(200) {
+        if slow.send_raw(&[*byte]).is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        // Others are served meanwhile.
+        assert_eq!(other.get("/").unwrap().status, 200);
+        thread::sleep(Duration::from_millis(50));
+        if started.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    let cut_after = cut_after
+        .or_else(|| {
+            slow.wait_closed(Duration::from_secs(1))
+                .map(|_| started.elapsed())
+        })
+        .unwrap_or_else(|| panic!("the slow client was never cut; output:\n{}", child.output()));
+    eprintln!("cut after {cut_after:?}");
+    assert!(cut_after >= Duration::from_millis(900), "{cut_after:?}");
+    assert!(cut_after < Duration::from_secs(5), "{cut_after:?}");
+    assert_eq!(Conn::connect(addr).unwrap().get("/").unwrap().status, 200);
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+}
+
+#[test]
+fn the_connection_limit_holds_and_the_server_stays_responsive() {
+    let (mut child, addr) =
+        Child::production(&[("MAX_CONNECTIONS", "10"), ("SHUTDOWN_DRAIN_DELAY", "0s")]);
+    let mut held: Vec<Conn> = (0..10)
+        .map(|_| {
+            let mut conn = Conn::connect(addr).unwrap();
+            assert_eq!(conn.get("/").unwrap().status, 200);
+            conn
+        })
+        .collect();
+    let cpu_before = child.cpu_time();
+    // The 11th connects (the kernel queues it) but is not served...
+    let mut waiting = Conn::connect(addr).unwrap();
+    waiting.send("GET", "/", None).unwrap();
+    let pending = thread::spawn(move || {
+        let response = waiting.read_response();
+        (response, Instant::now())
+    });
+    thread::sleep(Duration::from_secs(1));
+    assert!(!pending.is_finished(), "served past the limit");
+    // ...without a busy loop...
+    let cpu = child.cpu_time() - cpu_before;
+    assert!(
+        cpu < Duration::from_millis(300),
+        "{cpu:?} of CPU while waiting at the limit"
+    );
+    // ...until one closes.
+    let released = Instant::now();
+    drop(held.pop());
+    let (response, served_at) = pending.join().unwrap();
+    assert_eq!(response.unwrap().status, 200);
+    assert!(served_at - released < Duration::from_secs(5));
+    child.wait_for_line("connection limit reached", Duration::ZERO);
+    for conn in &mut held {
+        assert_eq!(conn.get("/").unwrap().status, 200);
+    }
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+}
