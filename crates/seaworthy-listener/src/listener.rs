@@ -574,3 +574,24 @@ mod tests {
         assert_eq!(backoff.total_errors, 11);
     }
 }
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod filter_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_syn_filter_stops_new_handshakes_but_keeps_the_queue() {
+        let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap().as_tcp().unwrap();
+        // Queued before the filter: still there to accept.
+        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        assert!(listener.refuse_new_handshakes());
+        // After it: the SYN is dropped, so the connect neither succeeds nor
+        // is refused; it times out.
+        let err =
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{err}");
+        assert!(listener.accept_nonblocking().is_some());
+        assert!(listener.accept_nonblocking().is_none());
+    }
+}
