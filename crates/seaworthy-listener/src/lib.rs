@@ -1,9 +1,107 @@
 //! Listeners that survive restarts, and a serve loop whose drain drops
 //! nothing.
+//!
+//! # Overview
+//!
+//! - **Bind** a [`Listener`] with production's socket options ([`Bind`]):
+//!   `SO_REUSEADDR`, opt-in `SO_REUSEPORT`, the kernel's `somaxconn` as the
+//!   backlog, `TCP_NODELAY`, TCP keep-alive, an explicit dual-stack choice;
+//!   TCP or Unix domain sockets.
+//! - **Inherit** one instead: systemd socket activation by name or index
+//!   ([`Listener::from_systemd`]), or whichever is there
+//!   ([`Listener::inherit_or_bind`]): the same binary runs under systemd and
+//!   on a laptop. Inherited descriptors are checked (a listening stream
+//!   socket), made non-blocking and close-on-exec, and the `LISTEN_*`
+//!   variables are removed so that children never see them.
+//! - **Accept** without failing: per-connection errors are retried;
+//!   `EMFILE`, `ENFILE`, `ENOBUFS` and `ENOMEM` back off exponentially (5 ms
+//!   to 1 s), logged once per burst, shedding one queued connection per step
+//!   through a reserve descriptor. Never a hot loop, never a silent sleep.
+//! - **Serve** hyper 1 with any tower service ([`Server`]): HTTP/1.1 and
+//!   HTTP/2 detected per connection (h2c included), a connection limit, a
+//!   header-read timeout that times the head alone, a keep-alive timeout,
+//!   HTTP/2 pings, max requests and max age with jitter, lingering close.
+//!   Each request carries a [`ConnectionInfo`]; axum's `ConnectInfo` works.
+//! - **Drain** with [`seaworthy_shutdown`]: keep accepting through the drain
+//!   delay while every response says `Connection: close` and HTTP/2 gets
+//!   GOAWAY; then refuse new handshakes, serve what is queued, close idle
+//!   connections after a short grace, and cut whatever is left at the
+//!   deadline, counted in the shutdown report.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use axum::{Router, routing::get};
+//! use seaworthy_listener::{Bind, Listener, Server};
+//! use seaworthy_shutdown::Shutdown;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let shutdown = Shutdown::builder()
+//!         .drain_delay(Duration::from_secs(5))
+//!         .build()?;
+//!     // systemd's socket named "http" if there is one, else bind.
+//!     let listener = Listener::inherit_or_bind("http", Bind::tcp("0.0.0.0:8000".parse()?))?;
+//!     let app = Router::new().route("/", get(|| async { "hello" }));
+//!     let server = Server::new().header_read_timeout(Duration::from_secs(10));
+//!     shutdown.spawn("http", server.serve(listener, app, shutdown.token()));
+//!     let report = shutdown.wait().await; // SIGTERM: drain, then exit
+//!     std::process::exit(report.exit_code());
+//! }
+//! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | `axum::serve::Listener` for [`Listener`], `Connected` for [`Addr`], and axum's `ConnectInfo<SocketAddr>` in every request [`Server`] serves |
+//!
+//! # Start-up order
+//!
+//! Take inherited sockets early in `main`, before starting threads that
+//! read the environment through libc (C libraries, `getaddrinfo`): the
+//! first call removes the `LISTEN_*` variables, and changing the
+//! environment while another thread reads it through libc is undefined
+//! behaviour. Reads through `std::env` are always safe.
+//!
+//! # Comparison with `axum::serve`
+//!
+//! `axum::serve` stops accepting the moment its shutdown signal fires, so
+//! clients still routed to the process during endpoint propagation are
+//! refused; it closes connections it thinks idle at once, losing the request
+//! a busy keep-alive client had on the wire; it sets no header-read timeout
+//! and waits for connections with no deadline, so one client holding half a
+//! request head keeps the process alive for ever. [`Server`] drains in
+//! phases, closes only connections idle for a grace, times every head, and
+//! ends within the shutdown budget. Its listener trait is implemented here,
+//! so `axum::serve` users get the socket handling anyway.
+//!
+//! # Comparison with hyper-util's `GracefulShutdown`
+//!
+//! `GracefulShutdown` calls `graceful_shutdown` on every connection it
+//! watches: right for HTTP/2, but on an idle HTTP/1 connection it closes at
+//! once, racing the client's next request. It has no drain delay, deadline
+//! or accept loop; this crate builds them around hyper-util's connection.
+//!
+//! # Comparison with axum-server
+//!
+//! axum-server adds TLS and a graceful handle with a timeout, but stops
+//! accepting at once, inherits no sockets, and has no header-read timeout
+//! for slow heads or back-off on `EMFILE`.
+//!
+//! # Comparison with listenfd
+//!
+//! listenfd hands over systemd's descriptors as they are: blocking (tokio
+//! hangs on them unless the caller remembers `set_nonblocking`), unchecked,
+//! and with `LISTEN_*` left for children to find. Here every inherited
+//! descriptor is validated and prepared, by name as well as by index.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 
 mod addr;
+#[cfg(feature = "axum")]
+mod axum;
 mod bind;
 mod connection;
 mod error;

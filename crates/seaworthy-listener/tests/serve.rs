@@ -255,3 +255,28 @@ async fn unix_sockets_are_served_with_their_facts() {
     shutdown.wait().await;
     let _ = std::fs::remove_file(&path);
 }
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_serve_accepts_through_the_listener_with_connect_info() {
+    use axum::extract::ConnectInfo;
+    use seaworthy_listener::Addr;
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap().as_tcp().unwrap();
+    let app = Router::new().route(
+        "/",
+        get(|ConnectInfo(peer): ConnectInfo<Addr>| async move { peer.to_string() }),
+    );
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service_with_connect_info::<Addr>())
+            .await
+            .unwrap();
+    });
+    let response = exchange(
+        addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.contains("\r\n\r\n127.0.0.1:"), "{response}");
+    server.abort();
+}
