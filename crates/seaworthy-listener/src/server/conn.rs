@@ -1,8 +1,13 @@
 //! One connection's task: serve it, retire it, time it out, cut it.
 
 use std::error::Error as StdError;
+use std::future::{Future, poll_fn};
 use std::hash::{BuildHasher, RandomState};
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -45,7 +50,7 @@ pub(crate) async fn serve<S, B>(
 {
     let config = &shared.config;
     let signals = &shared.signals;
-    let state = Arc::new(ConnState::new());
+    let state = Arc::new(ConnState::new(shared.token.clone()));
     let info = ConnectionInfo {
         peer: peer.clone(),
         local: stream.local_addr().ok(),
@@ -58,7 +63,6 @@ pub(crate) async fn serve<S, B>(
         max_requests: config
             .max_requests
             .map(|max| jittered_count(max, config.jitter)),
-        shutdown: shared.token.clone(),
     };
     let io = ConnIo::new(
         stream,
@@ -82,68 +86,99 @@ pub(crate) async fn serve<S, B>(
     let mut close_idle = false;
     let mut shut_down = false;
 
-    let end = loop {
-        let idle_limit = millis(if close_idle {
+    // The rare events (the phases, a retirement, the timers) are polled
+    // only when their own waker fired, not on every wake-up of the busy
+    // connection: a plain `select!` would poll all of them, and lock their
+    // waiter lists, for every request.
+    let control = Arc::new(ControlWaker::default());
+    let control_waker = Waker::from(Arc::clone(&control));
+    let mut draining = pin!(signals.draining.cancelled());
+    let mut closing = pin!(signals.closing.cancelled());
+    let mut cut = pin!(signals.cut.cancelled());
+    let mut retirement = pin!(state.retire.notified());
+    let mut timer = pin!(sleep_until(state.started));
+    let mut registered = false;
+    let idle_limit = |close_idle: bool| {
+        millis(if close_idle {
             config.idle_grace
         } else {
             config.keep_alive_timeout
-        });
-        let now = state.now_ms();
-        // The next moment something may be due: the idle limit, the max age.
-        // While a request is in flight or a head arrives, look again after
-        // the idle limit. (The I/O times request heads itself.)
-        let due = state
-            .idle_since()
-            .map_or(now + idle_limit.max(1), |since| since + idle_limit);
-        let mut wake = state.at(due);
-        if let Some(at) = max_age_at.filter(|_| !retired) {
-            wake = wake.min(at);
-        }
+        })
+    };
 
-        tokio::select! {
-            result = conn.as_mut() => {
-                if state.header_timed_out() {
-                    break End::HeaderTimeout;
-                }
-                if let Err(err) = result {
-                    log_connection_error(&*err);
-                }
-                break End::Done;
-            }
-            () = signals.draining.cancelled(), if !retired => {
-                retired = true;
-                retire(&state, conn.as_mut(), &mut shut_down);
-            }
-            () = signals.closing.cancelled(), if !close_idle => {
-                close_idle = true;
-                if !retired {
-                    retired = true;
-                    retire(&state, conn.as_mut(), &mut shut_down);
-                }
-            }
-            () = signals.cut.cancelled() => {
+    let end = poll_fn(|cx| {
+        if !registered {
+            registered = true;
+            control.register(cx.waker());
+        }
+        if control.take() {
+            let mut ccx = Context::from_waker(&control_waker);
+            if cut.as_mut().poll(&mut ccx).is_ready() {
                 state.close_hard();
-                break End::Cut;
+                return Poll::Ready(End::Cut);
             }
-            () = state.retire.notified(), if !retired => {
+            let draining_now = !retired && draining.as_mut().poll(&mut ccx).is_ready();
+            let retiring_now = !retired && retirement.as_mut().poll(&mut ccx).is_ready();
+            if !close_idle && closing.as_mut().poll(&mut ccx).is_ready() {
+                close_idle = true;
+            }
+            if draining_now || retiring_now || (close_idle && !retired) {
                 retired = true;
                 retire(&state, conn.as_mut(), &mut shut_down);
             }
-            () = sleep_until(wake) => {
-                let now = state.now_ms();
+            if timer.as_mut().poll(&mut ccx).is_ready() {
                 if !retired && max_age_at.is_some_and(|at| Instant::now() >= at) {
                     retired = true;
                     close_idle = true;
                     retire(&state, conn.as_mut(), &mut shut_down);
                 }
-                if !shut_down && state.idle_since().is_some_and(|since| now >= since + idle_limit) {
+                let idle_limit = idle_limit(close_idle);
+                let now = state.now_ms();
+                if !shut_down
+                    && state
+                        .idle_since(now)
+                        .is_some_and(|since| now >= since + idle_limit)
+                {
                     shared.counters.idle_closed();
+                    // Nothing was just written and nothing is unread: a
+                    // plain close sends FIN, no lingering read is needed.
+                    state.close_hard();
                     shut_down = true;
                     conn.as_mut().graceful_shutdown();
                 }
             }
+            // The next moment something may be due: the idle limit, the max
+            // age. While a request is in flight or a head arrives, look again
+            // after the idle limit. (The I/O times request heads itself.)
+            let idle_limit = idle_limit(close_idle);
+            let now = state.now_ms();
+            let due = state
+                .idle_since(now)
+                .map_or(now + idle_limit.max(1), |since| since + idle_limit);
+            let mut wake = state.at(due.max(now + 1));
+            if let Some(at) = max_age_at.filter(|_| !retired) {
+                wake = wake.min(at);
+            }
+            if timer.deadline() != wake || timer.is_elapsed() {
+                timer.as_mut().reset(wake);
+                // Register the reset timer with the control waker.
+                let _ = timer.as_mut().poll(&mut ccx);
+            }
         }
-    };
+        match conn.as_mut().poll(cx) {
+            Poll::Ready(result) => {
+                if state.header_timed_out() {
+                    return Poll::Ready(End::HeaderTimeout);
+                }
+                if let Err(err) = result {
+                    log_connection_error(&*err);
+                }
+                Poll::Ready(End::Done)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
 
     drop(conn);
     match end {
@@ -156,6 +191,48 @@ pub(crate) async fn serve<S, B>(
     }
     shared.counters.closed();
     drop(permit);
+}
+
+/// A waker for the connection's rare events: marks that they need a look,
+/// then wakes the connection task.
+#[derive(Debug, Default)]
+struct ControlWaker {
+    flagged: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl ControlWaker {
+    /// Remembers the task's waker (a spawned task's waker does not change)
+    /// and flags a first look.
+    fn register(&self, waker: &Waker) {
+        *self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(waker.clone());
+        self.flagged.store(true, Ordering::Release);
+    }
+
+    /// Whether an event fired since the last look.
+    fn take(&self) -> bool {
+        self.flagged.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Wake for ControlWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.flagged.store(true, Ordering::Release);
+        if let Some(task) = &*self
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            task.wake_by_ref();
+        }
+    }
 }
 
 /// Retires a connection: HTTP/2 gets GOAWAY now; HTTP/1 answers its next

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use seaworthy_shutdown::DrainGuard;
+use seaworthy_shutdown::{DrainGuard, ShutdownToken};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
@@ -32,15 +32,20 @@ pub(crate) struct ConnState {
     retiring: AtomicBool,
     http2: AtomicBool,
     eof: AtomicBool,
+    wrote: AtomicBool,
     no_linger: AtomicBool,
     header_timed_out: AtomicBool,
     /// Wakes the connection task to retire an HTTP/2 connection.
     pub(crate) retire: Notify,
+    /// The process's shutdown: once triggered, every HTTP/1 response closes
+    /// its connection, from the very next one on.
+    shutdown: ShutdownToken,
 }
 
 impl ConnState {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(shutdown: ShutdownToken) -> Self {
         ConnState {
+            shutdown,
             started: Instant::now(),
             last_io: AtomicU64::new(0),
             head_since: AtomicU64::new(NO_HEAD),
@@ -49,6 +54,7 @@ impl ConnState {
             retiring: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             eof: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
             no_linger: AtomicBool::new(false),
             header_timed_out: AtomicBool::new(false),
             retire: Notify::new(),
@@ -79,8 +85,11 @@ impl ConnState {
         }
     }
 
+    /// A write counts as activity. Its time is taken when the idle check
+    /// next looks (the clock is not read on every write: the response head
+    /// follows `request_finished`, which reads it, within microseconds).
     fn on_write(&self) {
-        self.last_io.store(self.now_ms(), Relaxed);
+        self.wrote.store(true, Relaxed);
     }
 
     /// The service was called: a head was read, a request is in flight.
@@ -104,8 +113,12 @@ impl ConnState {
     }
 
     /// When the connection last moved a byte, if it is idle now (nothing
-    /// in flight, no head arriving).
-    pub(crate) fn idle_since(&self) -> Option<u64> {
+    /// in flight, no head arriving). A write since the last look counts as
+    /// activity at `now`.
+    pub(crate) fn idle_since(&self, now: u64) -> Option<u64> {
+        if self.wrote.swap(false, Relaxed) {
+            self.last_io.store(now, Relaxed);
+        }
         if self.in_flight.load(Relaxed) > 0 || self.head_since.load(Relaxed) != NO_HEAD {
             return None;
         }
@@ -120,8 +133,10 @@ impl ConnState {
         self.retiring.store(true, Relaxed);
     }
 
+    /// Whether responses should close the connection: it is retiring, or
+    /// the process is shutting down.
     pub(crate) fn is_retiring(&self) -> bool {
-        self.retiring.load(Relaxed)
+        self.retiring.load(Relaxed) || self.shutdown.is_shutting_down()
     }
 
     /// Closes without the lingering read: the peer misbehaved, or time is up.

@@ -10,7 +10,6 @@ use std::task::{Context, Poll, ready};
 use http::header::{CONNECTION, HeaderValue};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
-use seaworthy_shutdown::ShutdownToken;
 use tower::util::Oneshot;
 use tower_service::Service;
 
@@ -23,9 +22,6 @@ pub(crate) struct ConnService<S> {
     pub(crate) info: ConnectionInfo,
     /// This connection's request limit, jitter applied.
     pub(crate) max_requests: Option<u64>,
-    /// The process's shutdown: once triggered, every HTTP/1 response closes
-    /// its connection, from the very next one on.
-    pub(crate) shutdown: ShutdownToken,
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
@@ -59,7 +55,6 @@ where
             inner: Oneshot::new(self.inner.clone(), request),
             guard: Some(InFlight(Arc::clone(state))),
             http2,
-            shutdown: self.shutdown.clone(),
         }
     }
 }
@@ -80,7 +75,6 @@ pin_project_lite::pin_project! {
         inner: Oneshot<S, Request<Incoming>>,
         guard: Option<InFlight>,
         http2: bool,
-        shutdown: ShutdownToken,
     }
 }
 
@@ -94,9 +88,7 @@ where
         let this = self.project();
         let result = ready!(this.inner.poll(cx));
         let guard = this.guard.take();
-        let close = !*this.http2
-            && (this.shutdown.is_shutting_down()
-                || guard.as_ref().is_some_and(|guard| guard.0.is_retiring()));
+        let close = !*this.http2 && guard.as_ref().is_some_and(|guard| guard.0.is_retiring());
         drop(guard);
         if close {
             return Poll::Ready(result.map(|mut response| {
