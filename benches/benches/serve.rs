@@ -162,7 +162,9 @@ fn throughput() {
         for (which, runs) in &mut results {
             let mut server = Running::start(*which, Duration::from_secs(10));
             wrk(server.addr, 64, 2); // warm-up
-            runs.push(wrk(server.addr, 64, 10));
+            let run = wrk(server.addr, 64, 10);
+            eprintln!("{}: {:.0} requests/s, p99 {:?}", which.name(), run.0, run.1);
+            runs.push(run);
             server.stop(Duration::from_secs(30));
         }
     }

@@ -212,9 +212,10 @@ impl ControlWaker {
         self.flagged.store(true, Ordering::Release);
     }
 
-    /// Whether an event fired since the last look.
+    /// Whether an event fired since the last look. (A plain load first: this
+    /// runs on every wake-up of the connection.)
     fn take(&self) -> bool {
-        self.flagged.swap(false, Ordering::AcqRel)
+        self.flagged.load(Ordering::Acquire) && self.flagged.swap(false, Ordering::AcqRel)
     }
 }
 

@@ -101,7 +101,8 @@ impl ConnState {
     /// The response head is ready (or the request was abandoned).
     pub(crate) fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
-        self.last_io.store(self.now_ms(), Relaxed);
+        // Activity, timed lazily like a write (the response follows).
+        self.wrote.store(true, Relaxed);
     }
 
     /// When the current request head started arriving, if one is.
@@ -116,7 +117,7 @@ impl ConnState {
     /// in flight, no head arriving). A write since the last look counts as
     /// activity at `now`.
     pub(crate) fn idle_since(&self, now: u64) -> Option<u64> {
-        if self.wrote.swap(false, Relaxed) {
+        if self.wrote.load(Relaxed) && self.wrote.swap(false, Relaxed) {
             self.last_io.store(now, Relaxed);
         }
         if self.in_flight.load(Relaxed) > 0 || self.head_since.load(Relaxed) != NO_HEAD {
