@@ -63,6 +63,16 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 /// sending its next request at that moment is answered (with
 /// `Connection: close`) rather than reset.
 ///
+/// When accepting stops, a socket this process bound first refuses new
+/// handshakes (a socket filter drops SYNs on Linux), then the connections
+/// already queued in the kernel are accepted and served, so none is reset
+/// with the socket.
+///
+/// An upgraded connection (a WebSocket) belongs to its handler once
+/// upgraded: it holds the drain open until it closes, and is counted as cut
+/// if it outlives the connection drain. End it from the handler when the
+/// shutdown token's phase reaches [`Closing`](Phase::Closing).
+///
 /// # Examples
 ///
 /// ```no_run
