@@ -29,7 +29,8 @@ pub fn probe(url: &str) -> i32 {
 }
 
 fn ask(url: &str) -> std::io::Result<u16> {
-    let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_owned());
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| invalid("only http:// URLs are supported"))?;

@@ -142,10 +142,16 @@ impl Builder {
                 )));
             }
             if !keys.insert(check.key()) {
-                return Err(BuildError(format!("two checks are keyed {:?}", check.key())));
+                return Err(BuildError(format!(
+                    "two checks are keyed {:?}",
+                    check.key()
+                )));
             }
         }
-        let has_startup = self.checks.iter().any(|check| check.probes.contains(&Probe::Startup));
+        let has_startup = self
+            .checks
+            .iter()
+            .any(|check| check.probes.contains(&Probe::Startup));
         let entries: Vec<Arc<Entry>> = self
             .checks
             .into_iter()
@@ -165,8 +171,16 @@ impl Builder {
             maintenance: Mutex::new(None),
             watches: [
                 watch::Sender::new(Status::Pass),
-                watch::Sender::new(if has_startup { Status::Fail } else { Status::Pass }),
-                watch::Sender::new(if has_startup { Status::Fail } else { Status::Pass }),
+                watch::Sender::new(if has_startup {
+                    Status::Fail
+                } else {
+                    Status::Pass
+                }),
+                watch::Sender::new(if has_startup {
+                    Status::Fail
+                } else {
+                    Status::Pass
+                }),
             ],
         });
         for entry in &inner.entries {
@@ -197,7 +211,13 @@ impl StdError for BuildError {}
 async fn background(inner: Weak<Inner>, entry: Arc<Entry>, interval: Duration) {
     let stopped = async {
         match inner.upgrade().and_then(|inner| inner.shutdown.clone()) {
-            Some(token) => token.as_cancellation_token().clone().cancelled_owned().await,
+            Some(token) => {
+                token
+                    .as_cancellation_token()
+                    .clone()
+                    .cancelled_owned()
+                    .await
+            }
             None => std::future::pending().await,
         }
     };
@@ -270,8 +290,12 @@ impl Entry {
         drop(state);
         if previous != Some(status) {
             match status {
-                Status::Fail => tracing::warn!(check = check.name(), from = ?previous, to = %status, "health check status changed"),
-                _ => tracing::info!(check = check.name(), from = ?previous, to = %status, "health check status changed"),
+                Status::Fail => {
+                    tracing::warn!(check = check.name(), from = ?previous, to = %status, "health check status changed")
+                }
+                _ => {
+                    tracing::info!(check = check.name(), from = ?previous, to = %status, "health check status changed")
+                }
             }
         }
         self.completed.send_modify(|runs| *runs += 1);
@@ -343,7 +367,9 @@ impl HealthRegistry {
             .iter()
             .filter(|entry| {
                 entry.check.probes.contains(&probe)
-                    || (!started && probe == Probe::Readiness && entry.check.probes.contains(&Probe::Startup))
+                    || (!started
+                        && probe == Probe::Readiness
+                        && entry.check.probes.contains(&Probe::Startup))
             })
             .collect();
 
@@ -396,7 +422,11 @@ impl HealthRegistry {
                     Some(stored.wall),
                     Some(stored.took),
                 ),
-                None if state.running => (CheckResult::fail().with_output("pending: first run not finished"), None, None),
+                None if state.running => (
+                    CheckResult::fail().with_output("pending: first run not finished"),
+                    None,
+                    None,
+                ),
                 None => (CheckResult::fail().with_output("not run yet"), None, None),
             };
             drop(state);
@@ -434,7 +464,11 @@ impl HealthRegistry {
             }
         }
         if probe == Probe::Readiness {
-            if inner.shutdown.as_ref().is_some_and(ShutdownToken::is_shutting_down) {
+            if inner
+                .shutdown
+                .as_ref()
+                .is_some_and(ShutdownToken::is_shutting_down)
+            {
                 status = Status::Fail;
                 output = Some("draining".into());
             } else if let Some(reason) = self.maintenance() {
@@ -443,8 +477,12 @@ impl HealthRegistry {
             }
         }
 
-        let watch = &inner.watches[probe.index()];
-        let previous = watch.send_replace(status);
+        let mut previous = status;
+        inner.watches[probe.index()].send_if_modified(|current| {
+            previous = *current;
+            *current = status;
+            previous != status
+        });
         if previous != status {
             if status == Status::Fail {
                 tracing::warn!(probe = probe.as_str(), from = %previous, to = %status, reason = output.as_deref(), "probe status changed");
@@ -502,7 +540,11 @@ impl HealthRegistry {
 
     /// The names of the checks, in the order they were added.
     pub fn check_names(&self) -> Vec<&str> {
-        self.inner.entries.iter().map(|entry| entry.check.name()).collect()
+        self.inner
+            .entries
+            .iter()
+            .map(|entry| entry.check.name())
+            .collect()
     }
 }
 

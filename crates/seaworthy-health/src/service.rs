@@ -34,7 +34,9 @@ impl Authorizer {
 
     /// Admits requests for which `admit` returns true: for example, a
     /// loopback peer read from the request's extensions.
-    pub fn predicate(admit: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static) -> Self {
+    pub fn predicate(
+        admit: impl Fn(&http::request::Parts) -> bool + Send + Sync + 'static,
+    ) -> Self {
         Authorizer(Arc::new(admit))
     }
 
@@ -153,7 +155,10 @@ impl<B> Service<Request<B>> for HealthService {
             let mut response = Response::new(Full::new(Bytes::from(report.to_json(details))));
             *response.status_mut() = report.http_status();
             let headers = response.headers_mut();
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
+            headers.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/health+json"),
+            );
             headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
             Ok(response)
         })
