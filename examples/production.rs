@@ -14,29 +14,34 @@
 //! | `SHUTDOWN_TIMEOUT` | `30s` | the whole shutdown budget |
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once; past it, accept waits |
+//! | `REDIS_URL` | (none) | a non-critical readiness check connects to its host (sharing rate limits comes later); never printed |
 //!
 //! Routes: `GET /` says hello; `GET /slow?ms=N` answers after N ms (at most
 //! 60000); `POST /echo` returns the body; `GET /health`, `/health/ready`,
-//! `/health/startup` are the probes (readiness fails while draining).
+//! `/health/startup` are the probes, mounted outside every other layer, in
+//! the IETF health+json format (details for loopback clients only).
+//! Readiness fails from the first signal; liveness passes until exit.
+//! Checks: the free space of the working directory's filesystem
+//! (non-critical, every 10 s), and Redis's host when `REDIS_URL` is set.
 //!
 //! Signals: `SIGTERM` or `SIGINT` drain (a second forces, a third exits 130).
 //!
 //! Exit codes: those of the shutdown report (0, 1, 124, 130), 78 for a bad
 //! variable, 69 when the address cannot be bound.
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::Query;
 use axum::routing::{get, post};
-use seaworthy::listener::{Bind, Listener, Server};
-use seaworthy::shutdown::{Shutdown, ShutdownToken};
+use seaworthy::health::{
+    Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, checks,
+};
+use seaworthy::listener::{Bind, ConnectionInfo, Listener, Server};
+use seaworthy::shutdown::Shutdown;
 use seaworthy_examples::{EX_CONFIG, Env, init_tracing};
 
 /// `EX_UNAVAILABLE` from sysexits.h: the address cannot be had.
@@ -46,6 +51,9 @@ const SLOW_MAX_MS: u64 = 60_000;
 
 struct Settings {
     addr: SocketAddr,
+    /// `host:port` of `REDIS_URL`; the URL itself (which may hold a
+    /// password) is never kept or printed.
+    redis: Option<String>,
     drain_delay: Duration,
     timeout: Duration,
     header_read_timeout: Duration,
@@ -60,8 +68,20 @@ fn settings() -> Result<Settings, Vec<String>> {
         "an IP address like 127.0.0.1 or ::",
     );
     let port: u16 = env.parse("PORT", 8000, "a port number from 0 to 65535");
+    let redis = match std::env::var("REDIS_URL") {
+        Ok(url) => match redis_host(&url) {
+            Some(host) => Some(host),
+            None => {
+                // Say what is wrong without echoing the value.
+                env.invalid("REDIS_URL", "a URL like redis://host:6379");
+                None
+            }
+        },
+        Err(_) => None,
+    };
     let settings = Settings {
         addr: SocketAddr::new(host, port),
+        redis,
         drain_delay: env.duration("SHUTDOWN_DRAIN_DELAY", Duration::from_secs(5)),
         timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
         header_read_timeout: env.duration("HEADER_READ_TIMEOUT", Duration::from_secs(10)),
@@ -70,18 +90,61 @@ fn settings() -> Result<Settings, Vec<String>> {
     env.finish(settings)
 }
 
-fn router(token: ShutdownToken) -> Router {
+fn router(health: HealthService) -> Router {
     Router::new()
         .route("/", get(|| async { "hello from seaworthy\n" }))
         .route("/slow", get(slow))
         .route("/echo", post(|body: Bytes| async move { body }))
-        .route("/health", get(|| async { health(true) }))
-        .route("/health/startup", get(|| async { health(true) }))
-        .route(
-            "/health/ready",
-            get(|State(token): State<ShutdownToken>| async move { health(!token.is_shutting_down()) }),
+        // Layers added to the routes above (later: rate limit, headers)
+        // stay off the probes: they are mounted last, outside.
+        .route_service("/health", health.clone())
+        .route_service("/health/ready", health.clone())
+        .route_service("/health/startup", health)
+}
+
+/// `host:port` of a `redis://[user:password@]host[:port][/db]` URL.
+fn redis_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))?;
+    let authority = rest.split('/').next()?;
+    let host_port = authority.rsplit('@').next()?;
+    if host_port.is_empty() {
+        return None;
+    }
+    Some(if host_port.contains(':') && !host_port.ends_with(']') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:6379")
+    })
+}
+
+/// The free space of the filesystem holding the working directory: warns
+/// under 10 %, fails under 2 % (non-critical: readiness warns, still 200).
+fn disk_check() -> Check {
+    Check::new("disk", || async {
+        let stat = nix::sys::statvfs::statvfs(".")?;
+        let total = stat.blocks() as f64;
+        let free = stat.blocks_available() as f64;
+        let free_percent = if total > 0.0 {
+            free / total * 100.0
+        } else {
+            100.0
+        };
+        let result = match free_percent {
+            p if p < 2.0 => CheckResult::fail(),
+            p if p < 10.0 => CheckResult::warn(),
+            _ => CheckResult::pass(),
+        };
+        Ok::<_, nix::Error>(
+            result.with_observed((free_percent * 10.0).round() / 10.0, "percent free"),
         )
-        .with_state(token)
+    })
+    .kind(Kind::Process)
+    .measurement("utilization")
+    .component_type("system")
+    .critical(false)
+    .background(Duration::from_secs(10))
 }
 
 #[derive(serde::Deserialize)]
@@ -96,54 +159,18 @@ async fn slow(Query(params): Query<SlowParams>) -> String {
     format!("slept {ms} ms\n")
 }
 
-/// A probe answer in the health+json format (seaworthy-health replaces this).
-fn health(pass: bool) -> impl IntoResponse {
-    let (status, body) = if pass {
-        (StatusCode::OK, r#"{"status":"pass"}"#)
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"fail"}"#)
-    };
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "application/health+json"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-}
-
 /// `healthcheck`: asks the running server's liveness probe, for Docker's
 /// `HEALTHCHECK` in an image without curl.
 fn healthcheck(addr: SocketAddr) -> ExitCode {
-    let addr = match addr.ip() {
-        ip if ip.is_unspecified() && ip.is_ipv4() => {
-            SocketAddr::from(([127, 0, 0, 1], addr.port()))
-        }
-        ip if ip.is_unspecified() => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port())),
-        _ => addr,
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
     };
-    let ask = || -> std::io::Result<String> {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        write!(
-            stream,
-            "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )?;
-        let mut response = String::new();
-        stream.take(4096).read_to_string(&mut response)?;
-        Ok(response)
-    };
-    match ask() {
-        Ok(response) if response.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
-        Ok(response) => {
-            eprintln!("unhealthy: {}", response.lines().next().unwrap_or(""));
-            ExitCode::FAILURE
-        }
-        Err(err) => {
-            eprintln!("unhealthy: cannot reach {addr}: {err}");
-            ExitCode::FAILURE
-        }
+    let url = format!("http://{}/health", SocketAddr::new(ip, addr.port()));
+    match seaworthy::health::probe(&url) {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -192,11 +219,36 @@ async fn main() -> ExitCode {
         }
     };
 
+    let mut health = HealthRegistry::builder()
+        .shutdown(shutdown.token())
+        .check(disk_check());
+    if let Some(redis) = &settings.redis {
+        health = health.check(checks::tcp("redis", redis.clone()).critical(false));
+    }
+    let health = match health.build() {
+        Ok(health) => health,
+        Err(err) => {
+            eprintln!("invalid health checks: {err}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    // Check details for clients on this machine only.
+    let details = Authorizer::predicate(|parts| {
+        parts
+            .extensions
+            .get::<ConnectionInfo>()
+            .and_then(|info| info.peer_addr().as_tcp())
+            .is_some_and(|peer| peer.ip().is_loopback())
+    });
+    let probes = HealthService::new(health).authorizer(details);
+
     let server = Server::new()
         .header_read_timeout(settings.header_read_timeout)
         .max_connections(settings.max_connections);
-    let token = shutdown.token();
-    shutdown.spawn("http", server.serve(listener, router(token.clone()), token));
+    shutdown.spawn(
+        "http",
+        server.serve(listener, router(probes), shutdown.token()),
+    );
 
     println!("listening on http://{addr} (pid {})", std::process::id());
     let report = shutdown.wait().await;

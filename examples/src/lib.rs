@@ -56,6 +56,12 @@ impl Env {
         }
     }
 
+    /// Records that `name` is invalid, saying what was expected (and never
+    /// its value).
+    pub fn invalid(&mut self, name: &str, expected: &str) {
+        self.errors.push(format!("{name}: expected {expected}"));
+    }
+
     /// Every problem found, or `Ok` with `value`.
     ///
     /// # Errors

@@ -8,11 +8,11 @@
 //! |---|---|---|---|
 //! | `shutdown` (default) | [`shutdown`] | `seaworthy-shutdown` | graceful-shutdown coordinator |
 //! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
+//! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
 //! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener` |
 //! | `full` | all of the above | | |
 //!
-//! Health probes, typed configuration and tower layers follow as their
-//! crates land.
+//! Typed configuration and tower layers follow as their crates land.
 //!
 //! # Example
 //!
@@ -45,3 +45,8 @@ pub use seaworthy_shutdown as shutdown;
 #[cfg_attr(docsrs, doc(cfg(feature = "listener")))]
 #[doc(inline)]
 pub use seaworthy_listener as listener;
+
+#[cfg(feature = "health")]
+#[cfg_attr(docsrs, doc(cfg(feature = "health")))]
+#[doc(inline)]
+pub use seaworthy_health as health;
