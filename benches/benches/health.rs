@@ -67,10 +67,8 @@ fn over_http(c: &mut Criterion) {
         let registry = registry(Duration::ZERO, Duration::from_secs(3600));
         let service = HealthService::new(registry);
         let health_app = Router::new().route_service("/health/ready", service);
-        let plain_app = Router::new().route(
-            "/health/ready",
-            get(|| async { r#"{"status":"pass"}"# }),
-        );
+        let plain_app =
+            Router::new().route("/health/ready", get(|| async { r#"{"status":"pass"}"# }));
         let mut addrs = Vec::new();
         for app in [health_app, plain_app] {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
