@@ -243,3 +243,41 @@ async fn other_paths_are_not_found_and_the_self_probe_reads_status_codes() {
     );
     assert_eq!(seaworthy_health::probe("https://example.invalid/"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn built_in_checks_connect_and_get_for_real() {
+    use seaworthy_health::{Status, checks};
+    let target = serve(HealthService::new(
+        HealthRegistry::builder().build().unwrap(),
+    ))
+    .await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let registry = HealthRegistry::builder()
+        .check(checks::tcp("up", target.to_string()))
+        .check(checks::tcp("down", closed.to_string()))
+        .check(checks::http_get(
+            "live",
+            format!("http://{target}/health").parse().unwrap(),
+            http::StatusCode::OK,
+        ))
+        .check(checks::http_get(
+            "missing",
+            format!("http://{target}/nope").parse().unwrap(),
+            http::StatusCode::OK,
+        ))
+        .build()
+        .unwrap();
+    let report = registry.check(Probe::Readiness).await;
+    let status = |key: &str| report.get(key).unwrap().status();
+    assert_eq!(status("up:responseTime"), Status::Pass);
+    assert_eq!(status("down:responseTime"), Status::Fail);
+    assert_eq!(status("live:responseTime"), Status::Pass);
+    assert_eq!(status("missing:responseTime"), Status::Fail);
+    let missing = report.get("missing:responseTime").unwrap().result();
+    assert_eq!(missing.output(), Some("status 404"));
+    assert_eq!(missing.observed().unwrap().unit, "ms");
+    assert_eq!(report.status(), Status::Fail);
+}
