@@ -68,18 +68,14 @@ impl ProbeReport {
     pub fn to_json(&self, details: bool) -> String {
         let mut body = Map::new();
         body.insert("status".into(), json!(self.status.as_str()));
-        if details {
-            if let Some(output) = &self.output {
-                body.insert("output".into(), json!(output));
-            }
+        if details && let Some(output) = &self.output {
+            body.insert("output".into(), json!(output));
         }
         let mut checks = Map::new();
         for check in &self.checks {
             let mut entry = Map::new();
-            if details {
-                if let Some(component_type) = &check.component_type {
-                    entry.insert("componentType".into(), json!(component_type));
-                }
+            if details && let Some(component_type) = &check.component_type {
+                entry.insert("componentType".into(), json!(component_type));
             }
             entry.insert("status".into(), json!(check.result.status.as_str()));
             if details {

@@ -47,15 +47,15 @@ fn registry() -> &'static Mutex<Result<Vec<Slot>, String>> {
                 })
                 .collect::<Vec<_>>()
         });
-        if let Ok(slots) = &slots {
-            if !slots.is_empty() {
-                let names: Vec<&str> = slots.iter().map(|slot| slot.name.as_str()).collect();
-                tracing::info!(
-                    count = slots.len(),
-                    ?names,
-                    "inherited sockets from systemd"
-                );
-            }
+        if let Ok(slots) = &slots
+            && !slots.is_empty()
+        {
+            let names: Vec<&str> = slots.iter().map(|slot| slot.name.as_str()).collect();
+            tracing::info!(
+                count = slots.len(),
+                ?names,
+                "inherited sockets from systemd"
+            );
         }
         Mutex::new(slots)
     })

@@ -1,0 +1,457 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::de::{Ctx, De, Failure, STAND_INS, build_tree};
+use crate::source::{Var, gather};
+use crate::{ConfigError, Problem, ProblemKind, Source};
+
+/// Loads typed settings from the environment and `.env` files; see the
+/// [crate documentation](crate).
+#[derive(Clone, Debug)]
+#[must_use = "a loader does nothing until `load` is called"]
+pub struct Loader {
+    prefix: String,
+    env_files: Vec<PathBuf>,
+    /// `None`: the process environment.
+    variables: Option<Vec<(String, String)>>,
+}
+
+impl Loader {
+    /// A loader for the variables starting with `prefix` (`"APP_"`; `""`
+    /// for no prefix), matched in any case, from the process environment.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Loader {
+            prefix: prefix.into(),
+            env_files: Vec::new(),
+            variables: None,
+        }
+    }
+
+    /// Also reads this `.env` file, under the environment: a variable set in
+    /// both comes from the environment. Several files: a later one wins over
+    /// an earlier one. A missing file is skipped. The process environment is
+    /// never written.
+    pub fn env_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.env_files.push(path.into());
+        self
+    }
+
+    /// Reads these variables instead of the process environment: for tests,
+    /// which then never touch the real environment.
+    pub fn from_iter<K, V>(mut self, variables: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.variables = Some(
+            variables
+                .into_iter()
+                .map(|(key, value)| (key.into(), value.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Reads the variables of a map instead of the process environment.
+    pub fn from_map(self, variables: &HashMap<String, String>) -> Self {
+        self.from_iter(
+            variables
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone())),
+        )
+    }
+
+    fn variables(&self, problems: &mut Vec<Problem>) -> Vec<Var> {
+        let environment = match &self.variables {
+            Some(variables) => variables.clone(),
+            None => {
+                let prefix = self.prefix.to_ascii_uppercase();
+                std::env::vars_os()
+                    .filter_map(|(name, value)| {
+                        let name = name.into_string().ok()?;
+                        if !name.to_ascii_uppercase().starts_with(&prefix) {
+                            return None;
+                        }
+                        match value.into_string() {
+                            Ok(value) => Some((name, value)),
+                            Err(_) => {
+                                problems.push(Problem {
+                                    variable: name.to_ascii_uppercase(),
+                                    source: Some(Source::Environment),
+                                    kind: ProblemKind::Invalid("valid UTF-8 text".to_owned()),
+                                });
+                                None
+                            }
+                        }
+                    })
+                    .collect()
+            }
+        };
+        gather(&self.prefix, environment, &self.env_files, problems)
+            .into_values()
+            .collect()
+    }
+
+    /// Loads `T`, reporting every problem at once.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming every missing, invalid, unknown or
+    /// conflicting variable, and never a value.
+    pub fn load<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let mut problems = Vec::new();
+        let vars = self.variables(&mut problems);
+        let root = build_tree(self.prefix.len(), &vars, &mut problems);
+        let mut stand_ins: HashMap<Vec<String>, usize> = HashMap::new();
+        let mut found: Vec<Problem> = Vec::new();
+        // Each pass either succeeds or finds one more problem (or the next
+        // stand-in for one): bounded by the variables and fields times the
+        // stand-ins.
+        let limit = (vars.len() + 64) * STAND_INS.len();
+        for _ in 0..limit {
+            let ctx = Ctx::new(&vars, &stand_ins);
+            let result = T::deserialize(De::root(&ctx, &root));
+            let failure = ctx.failed.borrow_mut().take();
+            match (result, failure) {
+                (Ok(value), _) => {
+                    problems.extend(found);
+                    problems.extend(ctx.problems.into_inner());
+                    if !self.prefix.is_empty() {
+                        problems.extend(unknown(
+                            &self.prefix,
+                            &vars,
+                            &root,
+                            &ctx.structs.into_inner(),
+                        ));
+                    }
+                    return finish(value, problems);
+                }
+                (Err(_), Some(failure)) => {
+                    let pass_problems = ctx.problems.into_inner();
+                    let path = failure.path().to_vec();
+                    if let Some(index) = stand_ins.get_mut(&path) {
+                        *index += 1;
+                        if *index < STAND_INS.len() {
+                            continue;
+                        }
+                        // No stand-in fits this type: report what was found.
+                        problems.extend(found);
+                        problems.extend(pass_problems);
+                        return finish_err(problems);
+                    }
+                    found.push(self.problem(&vars, failure));
+                    stand_ins.insert(path, 0);
+                }
+                (Err(err), None) => {
+                    problems.extend(found);
+                    problems.push(Problem {
+                        variable: format!("{}*", self.prefix.to_ascii_uppercase()),
+                        source: None,
+                        kind: ProblemKind::Invalid(err.to_string()),
+                    });
+                    return finish_err(problems);
+                }
+            }
+        }
+        problems.extend(found);
+        finish_err(problems)
+    }
+
+    fn problem(&self, vars: &[Var], failure: Failure) -> Problem {
+        match failure {
+            Failure::Invalid {
+                path,
+                var,
+                expected,
+            } => {
+                let var = var.map(|index| &vars[index]);
+                Problem {
+                    variable: var.map_or_else(|| self.name(&path), |var| var.name.clone()),
+                    source: var.map(|var| var.source.clone()),
+                    kind: ProblemKind::Invalid(expected),
+                }
+            }
+            Failure::Missing { path } => Problem {
+                variable: self.name(&path),
+                source: None,
+                kind: ProblemKind::Missing,
+            },
+        }
+    }
+
+    /// The variable name for a settings path.
+    fn name(&self, path: &[String]) -> String {
+        format!("{}{}", self.prefix, path.join("__")).to_ascii_uppercase()
+    }
+
+    /// The effective settings, each variable with its value (secrets
+    /// redacted: [`Secret`](crate::Secret) serializes as `[redacted]`) and
+    /// where it came from, for a `--print-config` flag.
+    pub fn explain<T: Serialize>(&self, settings: &T) -> Explanation {
+        let mut ignored = Vec::new();
+        let vars = self.variables(&mut ignored);
+        let sources: HashMap<&str, &Source> = vars
+            .iter()
+            .map(|var| (var.name.as_str(), &var.source))
+            .collect();
+        let mut entries = Vec::new();
+        flatten(
+            &self.prefix,
+            &to_value(settings),
+            &mut Vec::new(),
+            &mut |name, value| {
+                let source = sources
+                    .get(name.as_str())
+                    .copied()
+                    .cloned()
+                    .unwrap_or(Source::Default);
+                entries.push((name, value, source));
+            },
+        );
+        Explanation { entries }
+    }
+
+    /// A `.env.example` listing every variable with its default (`T`'s
+    /// `Default`); secrets and unset options are left empty.
+    pub fn env_example<T: Default + Serialize>(&self) -> String {
+        let mut text = String::from("# Every variable, with its default.\n");
+        flatten(
+            &self.prefix,
+            &to_value(&T::default()),
+            &mut Vec::new(),
+            &mut |name, value| match value.as_deref() {
+                None => text.push_str(&format!("# {name}=\n")),
+                Some("[redacted]") => text.push_str(&format!("{name}=\n")),
+                Some(value) => text.push_str(&format!("{name}={value}\n")),
+            },
+        );
+        text
+    }
+
+    /// Loads `T` into a handle that can be reloaded.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load).
+    pub fn reloadable<T: DeserializeOwned>(self) -> Result<Reloadable<T>, ConfigError> {
+        let settings = self.load()?;
+        Ok(Reloadable {
+            loader: self,
+            current: ArcSwap::from_pointee(settings),
+        })
+    }
+}
+
+fn finish<T>(value: T, problems: Vec<Problem>) -> Result<T, ConfigError> {
+    if problems.is_empty() {
+        Ok(value)
+    } else {
+        finish_err(problems)
+    }
+}
+
+fn finish_err<T>(mut problems: Vec<Problem>) -> Result<T, ConfigError> {
+    problems.sort_by(|a, b| a.variable.cmp(&b.variable));
+    problems.dedup();
+    Err(ConfigError { problems })
+}
+
+/// Variables inside the prefix that no field reads, with the closest name.
+fn unknown(
+    prefix: &str,
+    vars: &[Var],
+    root: &crate::de::Node,
+    structs: &[(Vec<String>, &'static [&'static str])],
+) -> Vec<Problem> {
+    use crate::de::Node;
+    let mut problems = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (path, fields) in structs {
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let mut node = root;
+        for segment in path {
+            match node {
+                Node::Map(map) => match map.get(segment) {
+                    Some(child) => node = child,
+                    None => break,
+                },
+                Node::Leaf(_) => break,
+            }
+        }
+        let Node::Map(map) = node else { continue };
+        for (key, child) in map {
+            if fields.iter().any(|field| field.eq_ignore_ascii_case(key)) {
+                continue;
+            }
+            let closest = fields
+                .iter()
+                .map(|field| {
+                    (
+                        strsim::levenshtein(&field.to_ascii_lowercase(), key),
+                        *field,
+                    )
+                })
+                .min()
+                .filter(|(distance, field)| *distance <= 2.max(field.len() / 3));
+            let did_you_mean = closest.map(|(_, field)| {
+                let mut full = path.clone();
+                full.push(field.to_owned());
+                format!("{prefix}{}", full.join("__")).to_ascii_uppercase()
+            });
+            let mut leaves = Vec::new();
+            collect_leaves(child, &mut leaves);
+            for index in leaves {
+                problems.push(Problem {
+                    variable: vars[index].name.clone(),
+                    source: Some(vars[index].source.clone()),
+                    kind: ProblemKind::Unknown {
+                        did_you_mean: did_you_mean.clone(),
+                    },
+                });
+            }
+        }
+    }
+    problems
+}
+
+fn collect_leaves(node: &crate::de::Node, leaves: &mut Vec<usize>) {
+    match node {
+        crate::de::Node::Leaf(index) => leaves.push(*index),
+        crate::de::Node::Map(map) => map.values().for_each(|child| collect_leaves(child, leaves)),
+    }
+}
+
+fn to_value<T: Serialize>(settings: &T) -> Value {
+    serde_json::to_value(settings).unwrap_or(Value::Null)
+}
+
+/// Calls `emit(NAME, value)` for each leaf of a serialized settings value;
+/// `None` for an unset option.
+fn flatten(
+    prefix: &str,
+    value: &Value,
+    path: &mut Vec<String>,
+    emit: &mut dyn FnMut(String, Option<String>),
+) {
+    let name = || format!("{prefix}{}", path.join("__")).to_ascii_uppercase();
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                path.push(key.clone());
+                flatten(prefix, child, path, emit);
+                path.pop();
+            }
+        }
+        Value::Null => emit(name(), None),
+        Value::String(text) => emit(name(), Some(text.clone())),
+        Value::Array(items) => emit(
+            name(),
+            Some(
+                items
+                    .iter()
+                    .map(|item| match item {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        ),
+        other => emit(name(), Some(other.to_string())),
+    }
+}
+
+/// The effective settings, redacted, with the source of each; `Display`
+/// prints one `NAME=value  # source` line each.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    entries: Vec<(String, Option<String>, Source)>,
+}
+
+impl Explanation {
+    /// Each variable: its name, its value (`None` when an option is unset),
+    /// and its source.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, Option<&str>, &Source)> {
+        self.entries
+            .iter()
+            .map(|(name, value, source)| (name.as_str(), value.as_deref(), source))
+    }
+}
+
+impl fmt::Display for Explanation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (name, value, source) in &self.entries {
+            writeln!(f, "{name}={}  # {source}", value.as_deref().unwrap_or(""))?;
+        }
+        Ok(())
+    }
+}
+
+/// Settings that can be reloaded while the program runs; reads are
+/// lock-free (arc-swap).
+///
+/// # Examples
+///
+/// ```
+/// use seaworthy_config::Loader;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Settings { level: String }
+///
+/// let settings = Loader::new("APP_")
+///     .from_iter([("APP_LEVEL", "info")])
+///     .reloadable::<Settings>()
+///     .unwrap();
+/// assert_eq!(settings.load().level, "info");
+/// ```
+pub struct Reloadable<T> {
+    loader: Loader,
+    current: ArcSwap<T>,
+}
+
+impl<T: DeserializeOwned> Reloadable<T> {
+    /// The current settings (lock-free).
+    pub fn load(&self) -> Guard<Arc<T>> {
+        self.current.load()
+    }
+
+    /// The current settings, as an `Arc` to keep.
+    pub fn load_full(&self) -> Arc<T> {
+        self.current.load_full()
+    }
+
+    /// Reads the sources again. Settings that do not validate are not
+    /// applied: the old ones stay, and the full error is returned. Wire it to
+    /// `SIGHUP` with tokio's signal support or seaworthy-shutdown's.
+    ///
+    /// # Errors
+    ///
+    /// As [`Loader::load`].
+    pub fn reload(&self) -> Result<(), ConfigError> {
+        let settings = self.loader.load()?;
+        self.current.store(Arc::new(settings));
+        Ok(())
+    }
+
+    /// Replaces the loader's variables (a test's map), for the next reload.
+    pub fn set_loader(&mut self, loader: Loader) {
+        self.loader = loader;
+    }
+}
+
+impl<T> fmt::Debug for Reloadable<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reloadable")
+            .field("loader", &self.loader)
+            .finish_non_exhaustive()
+    }
+}
