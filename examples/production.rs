@@ -12,9 +12,18 @@
 //! | `HOST`, `PORT` | `127.0.0.1`, `8000` | where to listen (ignored when systemd passes a socket named `http`) |
 //! | `SHUTDOWN_DRAIN_DELAY` | `5s` | readiness fails this long before the listener stops accepting |
 //! | `SHUTDOWN_TIMEOUT` | `30s` | the whole shutdown budget |
+//! | `RATE_LIMIT`, `RATE_LIMIT_BURST` | `100/min`, `20` | per client IP (`N/s`, `N/min`, `N/h`); checked now, applied when seaworthy-layers lands |
+//! | `TRUSTED_PROXIES` | (none) | comma-separated CIDRs; checked now, applied with the layers |
+//! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | checked now, applied with the layers |
+//! | `TLS_CERT`, `TLS_KEY` | (none) | HTTPS is not served yet: setting them stops the start rather than serve plain HTTP |
+//! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once; past it, accept waits |
-//! | `REDIS_URL` | (none) | a non-critical readiness check connects to its host (sharing rate limits comes later); never printed |
+//!
+//! Every variable is read with seaworthy-config: a bad environment stops the
+//! start before anything binds, with exit code 78 and one error naming
+//! every bad variable (never a value). `--print-config` prints the effective
+//! settings, secrets redacted, each with its source.
 //!
 //! Routes: `GET /` says hello; `GET /slow?ms=N` answers after N ms (at most
 //! 60000); `POST /echo` returns the body; `GET /health`, `/health/ready`,
@@ -30,6 +39,7 @@
 //! variable, 69 when the address cannot be bound.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -37,57 +47,152 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::Query;
 use axum::routing::{get, post};
+use seaworthy::config::{Loader, Secret};
 use seaworthy::health::{
     Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, checks,
 };
 use seaworthy::listener::{Bind, ConnectionInfo, Listener, Server};
 use seaworthy::shutdown::Shutdown;
-use seaworthy_examples::{EX_CONFIG, Env, init_tracing};
+use seaworthy_examples::{EX_CONFIG, init_tracing};
 
 /// `EX_UNAVAILABLE` from sysexits.h: the address cannot be had.
 const EX_UNAVAILABLE: u8 = 69;
 /// The longest `/slow` sleeps.
 const SLOW_MAX_MS: u64 = 60_000;
 
+/// The flagship's settings, from the environment (and `.env` when present).
+#[derive(serde::Deserialize, serde::Serialize, Debug)]
+#[serde(default)]
 struct Settings {
-    addr: SocketAddr,
-    /// `host:port` of `REDIS_URL`; the URL itself (which may hold a
-    /// password) is never kept or printed.
-    redis: Option<String>,
-    drain_delay: Duration,
-    timeout: Duration,
+    host: IpAddr,
+    port: u16,
+    #[serde(with = "seaworthy::config::duration")]
+    shutdown_drain_delay: Duration,
+    #[serde(with = "seaworthy::config::duration")]
+    shutdown_timeout: Duration,
+    #[serde(with = "seaworthy::config::from_str")]
+    rate_limit: Rate,
+    rate_limit_burst: u32,
+    trusted_proxies: Vec<Cidr>,
+    #[serde(with = "seaworthy::config::bytes")]
+    max_body: u64,
+    #[serde(with = "seaworthy::config::duration")]
+    request_timeout: Duration,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    redis_url: Option<Secret<String>>,
+    #[serde(with = "seaworthy::config::duration")]
     header_read_timeout: Duration,
     max_connections: usize,
 }
 
-fn settings() -> Result<Settings, Vec<String>> {
-    let mut env = Env::new();
-    let host: IpAddr = env.parse(
-        "HOST",
-        [127, 0, 0, 1].into(),
-        "an IP address like 127.0.0.1 or ::",
-    );
-    let port: u16 = env.parse("PORT", 8000, "a port number from 0 to 65535");
-    let redis = match std::env::var("REDIS_URL") {
-        Ok(url) => match redis_host(&url) {
-            Some(host) => Some(host),
-            None => {
-                // Say what is wrong without echoing the value.
-                env.invalid("REDIS_URL", "a URL like redis://host:6379");
-                None
-            }
-        },
-        Err(_) => None,
-    };
-    let settings = Settings {
-        addr: SocketAddr::new(host, port),
-        redis,
-        drain_delay: env.duration("SHUTDOWN_DRAIN_DELAY", Duration::from_secs(5)),
-        timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
-        header_read_timeout: env.duration("HEADER_READ_TIMEOUT", Duration::from_secs(10)),
-        max_connections: env.parse("MAX_CONNECTIONS", 10_000, "a whole number of connections"),
-    };
-    env.finish(settings)
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8000,
+            shutdown_drain_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            rate_limit: Rate {
+                count: 100,
+                per: Duration::from_secs(60),
+            },
+            rate_limit_burst: 20,
+            trusted_proxies: Vec::new(),
+            max_body: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
+            redis_url: None,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// A rate like `100/min`, `10/s`, `5000/h`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rate {
+    count: u32,
+    per: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const EXPECTED: &str = "a rate like 100/min, 10/s or 5000/h";
+        let (count, unit) = text.split_once('/').ok_or(EXPECTED)?;
+        let count = count.trim().parse().map_err(|_| EXPECTED)?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(EXPECTED),
+        };
+        Ok(Rate { count, per })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            _ => "h",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// An address block like `10.0.0.0/8` or `::1/128` (a bare address is /32
+/// or /128).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const EXPECTED: &str = "address blocks like 10.0.0.0/8 or ::1/128, comma-separated";
+        let (addr, len) = match text.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (text, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| EXPECTED)?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            Some(len) => len
+                .trim()
+                .parse()
+                .ok()
+                .filter(|len| *len <= max)
+                .ok_or(EXPECTED)?,
+            None => max,
+        };
+        Ok(Cidr { addr, len })
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        seaworthy::config::from_str::deserialize(deserializer)
+    }
+}
+
+impl serde::Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 fn router(health: HealthService) -> Router {
@@ -177,20 +282,48 @@ fn healthcheck(addr: SocketAddr) -> ExitCode {
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
-    let settings = match settings() {
+    let loader = Loader::new("").env_file(".env");
+    let settings: Settings = match loader.load() {
         Ok(settings) => settings,
-        Err(errors) => {
-            eprintln!("invalid configuration:\n  {}", errors.join("\n  "));
+        Err(err) => {
+            eprintln!("{err}");
             return ExitCode::from(EX_CONFIG);
         }
     };
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return healthcheck(settings.addr);
+    let addr = SocketAddr::new(settings.host, settings.port);
+    match std::env::args().nth(1).as_deref() {
+        Some("healthcheck") => return healthcheck(addr),
+        Some("--print-config") => {
+            print!("{}", loader.explain(&settings));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
+    if settings.tls_cert.is_some() || settings.tls_key.is_some() {
+        eprintln!(
+            "invalid configuration: 1 problem\n  TLS_CERT, TLS_KEY: HTTPS is not served by this \
+             version yet; unset them (the server will not fall back to plain HTTP)"
+        );
+        return ExitCode::from(EX_CONFIG);
+    }
+    let redis = match settings
+        .redis_url
+        .as_ref()
+        .map(|url| redis_host(url.expose()))
+    {
+        Some(None) => {
+            eprintln!(
+                "invalid configuration: 1 problem\n  REDIS_URL: invalid, expected a URL like redis://host:6379"
+            );
+            return ExitCode::from(EX_CONFIG);
+        }
+        Some(Some(host)) => Some(host),
+        None => None,
+    };
 
     let shutdown = match Shutdown::builder()
-        .timeout(settings.timeout)
-        .drain_delay(settings.drain_delay)
+        .timeout(settings.shutdown_timeout)
+        .drain_delay(settings.shutdown_drain_delay)
         .build()
     {
         Ok(shutdown) => shutdown,
@@ -200,7 +333,7 @@ async fn main() -> ExitCode {
         }
     };
 
-    let listener = match Listener::inherit_or_bind("http", Bind::tcp(settings.addr)) {
+    let listener = match Listener::inherit_or_bind("http", Bind::tcp(addr)) {
         Ok(listener) => listener,
         Err(err) => {
             let cause = err
@@ -211,7 +344,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
-    let addr = match listener.local_addr() {
+    let listening = match listener.local_addr() {
         Ok(addr) => addr,
         Err(err) => {
             eprintln!("cannot read the listening address: {err}");
@@ -222,7 +355,7 @@ async fn main() -> ExitCode {
     let mut health = HealthRegistry::builder()
         .shutdown(shutdown.token())
         .check(disk_check());
-    if let Some(redis) = &settings.redis {
+    if let Some(redis) = &redis {
         health = health.check(checks::tcp("redis", redis.clone()).critical(false));
     }
     let health = match health.build() {
@@ -250,7 +383,10 @@ async fn main() -> ExitCode {
         server.serve(listener, router(probes), shutdown.token()),
     );
 
-    println!("listening on http://{addr} (pid {})", std::process::id());
+    println!(
+        "listening on http://{listening} (pid {})",
+        std::process::id()
+    );
     let report = shutdown.wait().await;
     std::process::exit(report.exit_code());
 }

@@ -19,47 +19,49 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use seaworthy::config::Loader;
 use seaworthy::shutdown::Shutdown;
-use seaworthy_examples::{EX_CONFIG, Env, init_tracing};
+use seaworthy_examples::{EX_CONFIG, init_tracing};
 
+#[derive(serde::Deserialize)]
+#[serde(default)]
 struct Settings {
-    timeout: Duration,
-    drain_delay: Duration,
-    force_grace: Duration,
-    stuck: Duration,
+    #[serde(with = "seaworthy::config::duration")]
+    shutdown_timeout: Duration,
+    #[serde(with = "seaworthy::config::duration")]
+    shutdown_drain_delay: Duration,
+    #[serde(with = "seaworthy::config::duration")]
+    shutdown_force_grace: Duration,
+    /// How long the slow job keeps working after its token is cancelled.
+    worker_stuck_ms: u64,
 }
 
-/// Reads the settings, naming every bad variable at once.
-fn settings() -> Result<Settings, Vec<String>> {
-    let mut env = Env::new();
-    let settings = Settings {
-        timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(30)),
-        drain_delay: env.duration("SHUTDOWN_DRAIN_DELAY", Duration::ZERO),
-        force_grace: env.duration("SHUTDOWN_FORCE_GRACE", Duration::from_secs(1)),
-        stuck: Duration::from_millis(env.parse(
-            "WORKER_STUCK_MS",
-            0,
-            "a whole number of milliseconds",
-        )),
-    };
-    env.finish(settings)
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            shutdown_timeout: Duration::from_secs(30),
+            shutdown_drain_delay: Duration::ZERO,
+            shutdown_force_grace: Duration::from_secs(1),
+            worker_stuck_ms: 0,
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     init_tracing();
 
-    let settings = match settings() {
+    let settings: Settings = match Loader::new("").load() {
         Ok(settings) => settings,
-        Err(errors) => {
-            eprintln!("invalid configuration:\n  {}", errors.join("\n  "));
+        Err(err) => {
+            eprintln!("{err}");
             return ExitCode::from(EX_CONFIG);
         }
     };
     let shutdown = match Shutdown::builder()
-        .timeout(settings.timeout)
-        .drain_delay(settings.drain_delay)
-        .force_grace(settings.force_grace)
+        .timeout(settings.shutdown_timeout)
+        .drain_delay(settings.shutdown_drain_delay)
+        .force_grace(settings.shutdown_force_grace)
         .build()
     {
         Ok(shutdown) => shutdown,
@@ -83,7 +85,7 @@ async fn main() -> ExitCode {
     });
 
     let token = shutdown.token();
-    let stuck = settings.stuck;
+    let stuck = Duration::from_millis(settings.worker_stuck_ms);
     shutdown.spawn("slow-job", async move {
         token.cancelled().await;
         // Ignores the cancellation for a while, as a job mid-batch would.

@@ -54,7 +54,13 @@ pub struct Child {
 impl Child {
     /// Starts the example `name` with `env` added to the environment.
     pub fn example(name: &str, env: &[(&str, &str)]) -> Child {
+        Child::example_with_args(name, &[], env)
+    }
+
+    /// Starts the example `name` with arguments and `env`.
+    pub fn example_with_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
         let mut command = Command::new(example_path(name));
+        command.args(args);
         command
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())

@@ -404,3 +404,57 @@ fn the_healthcheck_subcommand_asks_the_running_server() {
     assert_eq!(down.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&down.stderr).contains("unhealthy"));
 }
+
+#[test]
+fn a_bad_environment_stops_the_start_with_78_naming_every_variable() {
+    let mut child = Child::example(
+        "production",
+        &[
+            ("PORT", "abc"),
+            ("RATE_LIMIT", "lots"),
+            ("SHUTDOWN_TIMEOUT", "30s"),
+        ],
+    );
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(78), "{}", child.output());
+    child.wait_for_line("invalid configuration: 2 problems", Duration::ZERO);
+    child.wait_for_line(
+        "PORT (environment): invalid, expected an integer",
+        Duration::ZERO,
+    );
+    child.wait_for_line(
+        "RATE_LIMIT (environment): invalid, expected a rate like 100/min",
+        Duration::ZERO,
+    );
+    assert_eq!(child.count("listening on"), 0, "{}", child.output());
+}
+
+#[test]
+fn print_config_shows_every_setting_with_its_source_and_no_secret() {
+    let mut child = Child::example_with_args(
+        "production",
+        &["--print-config"],
+        &[
+            ("REDIS_URL", "redis://app:CANARY-PW@cache:6379/0"),
+            ("PORT", "9999"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, ::1"),
+        ],
+    );
+    let mut command_output = String::new();
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    command_output.push_str(&child.output());
+    for line in [
+        "PORT=9999  # environment",
+        "HOST=127.0.0.1  # default",
+        "REDIS_URL=[redacted]  # environment",
+        "TRUSTED_PROXIES=10.0.0.0/8,::1/128  # environment",
+        "SHUTDOWN_DRAIN_DELAY=5s  # default",
+    ] {
+        assert!(
+            command_output.contains(line),
+            "{line:?} not in:\n{command_output}"
+        );
+    }
+    assert!(!command_output.contains("CANARY-PW"), "{command_output}");
+}

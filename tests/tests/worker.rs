@@ -105,8 +105,15 @@ fn a_bad_variable_stops_the_start_with_78_naming_every_one() {
     );
     let (status, _) = child.wait_exit(GENEROUS);
     assert_eq!(status.code(), Some(78), "output:\n{}", child.output());
-    child.wait_for_line("SHUTDOWN_TIMEOUT: expected a duration", Duration::ZERO);
-    child.wait_for_line("WORKER_STUCK_MS: expected a whole number", Duration::ZERO);
+    child.wait_for_line("invalid configuration: 2 problems", Duration::ZERO);
+    child.wait_for_line(
+        "SHUTDOWN_TIMEOUT (environment): invalid, expected a duration like 30s",
+        Duration::ZERO,
+    );
+    child.wait_for_line(
+        "WORKER_STUCK_MS (environment): invalid, expected an integer from 0 to",
+        Duration::ZERO,
+    );
     assert_eq!(child.count("ready (pid"), 0);
 }
 

@@ -68,7 +68,7 @@ impl Loader {
         )
     }
 
-    fn variables(&self, problems: &mut Vec<Problem>) -> Vec<Var> {
+    fn variables(&self, wanted: Option<&[&str]>, problems: &mut Vec<Problem>) -> Vec<Var> {
         let environment = match &self.variables {
             Some(variables) => variables.clone(),
             None => {
@@ -94,7 +94,7 @@ impl Loader {
                     .collect()
             }
         };
-        gather(&self.prefix, environment, &self.env_files, problems)
+        gather(&self.prefix, environment, &self.env_files, wanted, problems)
             .into_values()
             .collect()
     }
@@ -107,7 +107,8 @@ impl Loader {
     /// conflicting variable, and never a value.
     pub fn load<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let mut problems = Vec::new();
-        let vars = self.variables(&mut problems);
+        let wanted = self.prefix.is_empty().then(root_fields::<T>).flatten();
+        let vars = self.variables(wanted, &mut problems);
         let root = build_tree(self.prefix.len(), &vars, &mut problems);
         let mut stand_ins: HashMap<Vec<String>, usize> = HashMap::new();
         let mut found: Vec<Problem> = Vec::new();
@@ -195,26 +196,27 @@ impl Loader {
     /// redacted: [`Secret`](crate::Secret) serializes as `[redacted]`) and
     /// where it came from, for a `--print-config` flag.
     pub fn explain<T: Serialize>(&self, settings: &T) -> Explanation {
+        let value = to_value(settings);
+        let fields: Vec<&str> = match &value {
+            Value::Object(map) => map.keys().map(String::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let wanted = self.prefix.is_empty().then_some(fields.as_slice());
         let mut ignored = Vec::new();
-        let vars = self.variables(&mut ignored);
+        let vars = self.variables(wanted, &mut ignored);
         let sources: HashMap<&str, &Source> = vars
             .iter()
             .map(|var| (var.name.as_str(), &var.source))
             .collect();
         let mut entries = Vec::new();
-        flatten(
-            &self.prefix,
-            &to_value(settings),
-            &mut Vec::new(),
-            &mut |name, value| {
-                let source = sources
-                    .get(name.as_str())
-                    .copied()
-                    .cloned()
-                    .unwrap_or(Source::Default);
-                entries.push((name, value, source));
-            },
-        );
+        flatten(&self.prefix, &value, &mut Vec::new(), &mut |name, value| {
+            let source = sources
+                .get(name.as_str())
+                .copied()
+                .cloned()
+                .unwrap_or(Source::Default);
+            entries.push((name, value, source));
+        });
         Explanation { entries }
     }
 
@@ -247,6 +249,20 @@ impl Loader {
             current: ArcSwap::from_pointee(settings),
         })
     }
+}
+
+/// The top-level field names of `T`, when it is a struct: found by one
+/// pass over no variables, which meets the struct before anything fails.
+fn root_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+    let stand_ins = HashMap::new();
+    let empty = crate::de::Node::Map(Default::default());
+    let ctx = Ctx::new(&[], &stand_ins);
+    let _ = T::deserialize(De::root(&ctx, &empty));
+    ctx.structs
+        .into_inner()
+        .into_iter()
+        .find(|(path, _)| path.is_empty())
+        .map(|(_, fields)| fields)
 }
 
 fn finish<T>(value: T, problems: Vec<Problem>) -> Result<T, ConfigError> {

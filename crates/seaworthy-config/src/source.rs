@@ -21,10 +21,26 @@ pub(crate) fn gather(
     prefix: &str,
     environment: Vec<(String, String)>,
     env_files: &[PathBuf],
+    wanted: Option<&[&str]>,
     problems: &mut Vec<Problem>,
 ) -> BTreeMap<String, Var> {
     let prefix = prefix.to_ascii_uppercase();
-    let inside = |name: &str| name.to_ascii_uppercase().starts_with(&prefix);
+    // Without a prefix, only the variables the settings' top-level fields
+    // name (or their NAME_FILE) are read: not PATH, not HOME.
+    let inside = |name: &str| {
+        let upper = name.to_ascii_uppercase();
+        let Some(rest) = upper.strip_prefix(&prefix) else {
+            return false;
+        };
+        wanted.is_none_or(|fields| {
+            let first = rest.split("__").next().unwrap_or_default();
+            let first = first
+                .strip_suffix("_FILE")
+                .filter(|_| !rest.contains("__"))
+                .unwrap_or(first);
+            fields.iter().any(|field| field.eq_ignore_ascii_case(first))
+        })
+    };
     let mut vars: BTreeMap<String, Var> = BTreeMap::new();
     for path in env_files {
         for (name, value, line) in read_env_file(path, problems) {

@@ -9,10 +9,11 @@
 //! | `shutdown` (default) | [`shutdown`] | `seaworthy-shutdown` | graceful-shutdown coordinator |
 //! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
 //! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
+//! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
 //! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener` |
 //! | `full` | all of the above | | |
 //!
-//! Typed configuration and tower layers follow as their crates land.
+//! Tower layers follow as their crate lands.
 //!
 //! # Example
 //!
@@ -50,3 +51,8 @@ pub use seaworthy_listener as listener;
 #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
 #[doc(inline)]
 pub use seaworthy_health as health;
+
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+#[doc(inline)]
+pub use seaworthy_config as config;
