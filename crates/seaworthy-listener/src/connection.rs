@@ -25,6 +25,12 @@ pub struct ConnectionInfo {
 }
 
 impl ConnectionInfo {
+    /// The facts of a connection: for tests and for servers other than
+    /// [`Server`](crate::Server) that want seaworthy's layers to see them.
+    pub fn new(peer: Addr, local: Option<Addr>, tls: bool) -> Self {
+        ConnectionInfo { peer, local, tls }
+    }
+
     /// The client's end: the TCP peer address or the Unix socket peer.
     pub fn peer_addr(&self) -> &Addr {
         &self.peer

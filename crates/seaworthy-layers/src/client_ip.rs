@@ -1,0 +1,533 @@
+//! The client's address: the peer, unless the peer is a trusted proxy, in
+//! which case the forwarding headers are walked from the right.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use http::{HeaderMap, HeaderName, Request};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// An address block, such as `10.0.0.0/8` or `2001:db8::/32`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// The block of `addr` with `prefix` leading bits.
+    ///
+    /// # Errors
+    ///
+    /// When `prefix` exceeds 32 (IPv4) or 128 (IPv6).
+    pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, InvalidNet> {
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(InvalidNet(()));
+        }
+        Ok(IpNet {
+            addr: mask(addr, prefix),
+            prefix,
+        })
+    }
+
+    /// Whether `ip` is inside the block (IPv4-mapped IPv6 addresses count as
+    /// IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = InvalidNet;
+
+    fn from_str(text: &str) -> Result<Self, InvalidNet> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let addr = canonical(addr.parse().map_err(|_| InvalidNet(()))?);
+        let prefix = match prefix {
+            Some(prefix) => prefix.parse().map_err(|_| InvalidNet(()))?,
+            None if addr.is_ipv4() => 32,
+            None => 128,
+        };
+        IpNet::new(addr, prefix)
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Not an address block like `10.0.0.0/8`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidNet(());
+
+impl fmt::Display for InvalidNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an address block like 10.0.0.0/8 or 2001:db8::/32")
+    }
+}
+
+impl std::error::Error for InvalidNet {}
+
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - u32::from(prefix))
+            };
+            IpAddr::V4(Ipv4Addr::from(bits & mask))
+        }
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6);
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(prefix))
+            };
+            IpAddr::V6(Ipv6Addr::from(bits & mask))
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as the IPv4 address it is.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The proxies whose forwarding headers are believed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+}
+
+impl TrustedProxies {
+    /// None: forwarding headers are never believed (the default).
+    pub fn none() -> Self {
+        TrustedProxies::default()
+    }
+
+    /// Loopback: `127.0.0.0/8` and `::1`, for a proxy on the same host.
+    pub fn loopback() -> Self {
+        TrustedProxies::from_nets(["127.0.0.0/8", "::1/128"])
+    }
+
+    /// Private ranges: loopback, `10.0.0.0/8`, `172.16.0.0/12`,
+    /// `192.168.0.0/16`, `fc00::/7`: a load balancer inside the VPC.
+    pub fn private() -> Self {
+        TrustedProxies::from_nets([
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+        ])
+    }
+
+    fn from_nets<const N: usize>(nets: [&str; N]) -> Self {
+        TrustedProxies {
+            nets: nets
+                .iter()
+                .map(|net| net.parse().expect("a valid block"))
+                .collect(),
+        }
+    }
+
+    /// These blocks.
+    pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
+        TrustedProxies {
+            nets: nets.into_iter().collect(),
+        }
+    }
+
+    /// Parses comma-separated blocks (`TRUSTED_PROXIES=10.0.0.0/8,::1`).
+    ///
+    /// # Errors
+    ///
+    /// On the first block that does not parse.
+    pub fn parse(list: &str) -> Result<Self, InvalidNet> {
+        let nets = list
+            .split(',')
+            .filter(|item| !item.trim().is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        Ok(TrustedProxies { nets })
+    }
+
+    /// Whether `ip` is a trusted proxy.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        self.nets.iter().any(|net| net.contains(ip))
+    }
+
+    /// Whether none is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+}
+
+/// Which forwarding header a trusted proxy writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (and `X-Forwarded-Proto` for the scheme), every
+    /// line of it, walked from the right.
+    XForwardedFor,
+    /// RFC 7239 `Forwarded` (`for=`, `proto=`), walked from the right.
+    Forwarded,
+    /// `X-Real-IP`: one address, set by the last proxy.
+    XRealIp,
+}
+
+/// The client as the layer resolved it, in each request's extensions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp {
+    /// The client's address (IPv4-mapped addresses as IPv4).
+    pub ip: IpAddr,
+    /// Whether the client's request was HTTPS: TLS on the connection, or a
+    /// trusted proxy said so.
+    pub https: bool,
+    /// Whether the address came from a trusted proxy's header.
+    pub forwarded: bool,
+}
+
+/// Resolves the client address into a [`ClientIp`] extension; see the
+/// [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use seaworthy_layers::client_ip::{ClientIpLayer, ForwardedHeader, TrustedProxies};
+///
+/// // Behind a load balancer in the VPC that appends X-Forwarded-For:
+/// let layer = ClientIpLayer::new(TrustedProxies::private())
+///     .header(ForwardedHeader::XForwardedFor);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct ClientIpLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Debug)]
+struct Config {
+    trusted: TrustedProxies,
+    header: ForwardedHeader,
+    hops: Option<usize>,
+    strip_untrusted: bool,
+    warned: AtomicBool,
+}
+
+impl ClientIpLayer {
+    /// Believes forwarding headers from `trusted` only; reads
+    /// `X-Forwarded-For` by default.
+    pub fn new(trusted: TrustedProxies) -> Self {
+        ClientIpLayer {
+            config: Arc::new(Config {
+                trusted,
+                header: ForwardedHeader::XForwardedFor,
+                hops: None,
+                strip_untrusted: false,
+                warned: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        let config = Arc::get_mut(&mut self.config).expect("configured before cloning");
+        change(config);
+        self
+    }
+
+    /// Which header the trusted proxies write.
+    pub fn header(self, header: ForwardedHeader) -> Self {
+        self.with(|config| config.header = header)
+    }
+
+    /// Instead of walking to the first untrusted address, take the address
+    /// `hops` entries from the right (1: the one the last proxy appended).
+    /// For a fixed chain of proxies whose addresses are not known.
+    pub fn hops(self, hops: usize) -> Self {
+        self.with(|config| config.hops = Some(hops.max(1)))
+    }
+
+    /// Removes forwarding headers from requests of untrusted peers, so that
+    /// handlers cannot read forged ones.
+    pub fn strip_untrusted(self, strip: bool) -> Self {
+        self.with(|config| config.strip_untrusted = strip)
+    }
+}
+
+impl<S> Layer<S> for ClientIpLayer {
+    type Service = ClientIpService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientIpService {
+            inner,
+            config: Arc::clone(&self.config),
+        }
+    }
+}
+
+/// The service of [`ClientIpLayer`].
+#[derive(Clone, Debug)]
+pub struct ClientIpService<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+/// The peer address and whether the connection is TLS, from the listener's
+/// `ConnectionInfo` (or axum's `ConnectInfo` with the `axum` feature).
+pub(crate) fn peer<B>(request: &Request<B>) -> Option<(IpAddr, bool)> {
+    if let Some(info) = request
+        .extensions()
+        .get::<seaworthy_listener::ConnectionInfo>()
+    {
+        return info
+            .peer_addr()
+            .as_tcp()
+            .map(|addr| (addr.ip(), info.is_tls()));
+    }
+    #[cfg(feature = "axum")]
+    if let Some(axum::extract::ConnectInfo(addr)) = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+    {
+        return Some((addr.ip(), false));
+    }
+    None
+}
+
+impl<S, B> Service<Request<B>> for ClientIpService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> S::Future {
+        if let Some((peer, tls)) = peer(&request) {
+            let client = resolve(&self.config, peer, tls, request.headers());
+            if !client.forwarded
+                && self.config.strip_untrusted
+                && !self.config.trusted.contains(peer)
+            {
+                let headers = request.headers_mut();
+                for name in [FORWARDED, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REAL_IP] {
+                    headers.remove(name);
+                }
+            }
+            request.extensions_mut().insert(client);
+        }
+        self.inner.call(request)
+    }
+}
+
+const FORWARDED: HeaderName = http::header::FORWARDED;
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+fn resolve(config: &Config, peer: IpAddr, tls: bool, headers: &HeaderMap) -> ClientIp {
+    let peer = canonical(peer);
+    let direct = ClientIp {
+        ip: peer,
+        https: tls,
+        forwarded: false,
+    };
+    if !config.trusted.contains(peer) {
+        if !config.warned.load(Ordering::Relaxed)
+            && headers.contains_key(X_FORWARDED_FOR)
+            && is_private(peer)
+            && !config.warned.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                %peer,
+                "a request from a private address carries X-Forwarded-For, but the address is \
+                 not a trusted proxy: every client behind it shares one client IP (and one \
+                 rate-limit key); add it to the trusted proxies if it is your load balancer"
+            );
+        }
+        return direct;
+    }
+    let (chain, proto) = match config.header {
+        ForwardedHeader::XForwardedFor => (
+            x_forwarded_for(headers),
+            last_value(headers, &X_FORWARDED_PROTO),
+        ),
+        ForwardedHeader::Forwarded => forwarded(headers),
+        ForwardedHeader::XRealIp => (
+            headers
+                .get(X_REAL_IP)
+                .and_then(|value| value.to_str().ok())
+                .map(|value| vec![parse_node(value)])
+                .unwrap_or_default(),
+            None,
+        ),
+    };
+    if chain.is_empty() {
+        return direct;
+    }
+    let https = tls || proto.is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    // The chain as the last proxy saw it: the header's entries, then the peer.
+    let client = match config.hops {
+        Some(hops) => chain
+            .len()
+            .checked_sub(hops)
+            .and_then(|index| chain[index])
+            .or_else(|| chain.iter().flatten().next().copied()),
+        None => {
+            let mut client = None;
+            for entry in chain.iter().rev() {
+                match entry {
+                    Some(ip) if config.trusted.contains(*ip) => client = Some(*ip),
+                    Some(ip) => {
+                        client = Some(*ip);
+                        break;
+                    }
+                    // Garbage or an obfuscated node: the walk stops at the
+                    // last address that a trusted proxy vouched for.
+                    None => break,
+                }
+            }
+            client
+        }
+    };
+    match client {
+        Some(ip) => ClientIp {
+            ip: canonical(ip),
+            https,
+            forwarded: true,
+        },
+        None => ClientIp { https, ..direct },
+    }
+}
+
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+    }
+}
+
+fn last_value<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .next_back()
+}
+
+/// Every `X-Forwarded-For` entry of every line, in order.
+fn x_forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .flat_map(|value| match value.to_str() {
+            Ok(text) => text.split(',').map(parse_node).collect::<Vec<_>>(),
+            Err(_) => vec![None],
+        })
+        .collect()
+}
+
+/// Every `Forwarded` element's `for=` in order, and the last `proto=`.
+fn forwarded(headers: &HeaderMap) -> (Vec<Option<IpAddr>>, Option<&str>) {
+    let mut chain = Vec::new();
+    let mut proto = None;
+    for value in headers.get_all(FORWARDED) {
+        let Ok(text) = value.to_str() else {
+            chain.push(None);
+            continue;
+        };
+        for element in text.split(',') {
+            let mut node = None;
+            for pair in element.split(';') {
+                let Some((key, value)) = pair.split_once('=') else {
+                    continue;
+                };
+                match key.trim().to_ascii_lowercase().as_str() {
+                    "for" => node = Some(parse_node(value)),
+                    "proto" => proto = Some(value.trim().trim_matches('"')),
+                    _ => {}
+                }
+            }
+            chain.push(node.flatten());
+        }
+    }
+    (chain, proto)
+}
+
+/// An address as a proxy writes it: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`,
+/// `[2001:db8::1]:443`, quoted or not. `None` for anything else (`unknown`,
+/// `_hidden`, garbage).
+fn parse_node(text: &str) -> Option<IpAddr> {
+    let text = text.trim().trim_matches('"').trim();
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr.ip());
+    }
+    let inner = text.strip_prefix('[')?;
+    inner.split(']').next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_contain_their_addresses() {
+        let net: IpNet = "10.0.0.0/8".parse().unwrap();
+        assert!(net.contains("10.255.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!net.contains("11.0.0.1".parse().unwrap()));
+        let v6: IpNet = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nonsense".parse::<IpNet>().is_err());
+        assert_eq!(
+            "192.168.1.7/24".parse::<IpNet>().unwrap().to_string(),
+            "192.168.1.0/24"
+        );
+    }
+
+    #[test]
+    fn nodes_parse_in_every_form() {
+        let v4: IpAddr = "192.0.2.60".parse().unwrap();
+        let v6: IpAddr = "2001:db8:cafe::17".parse().unwrap();
+        assert_eq!(parse_node("192.0.2.60"), Some(v4));
+        assert_eq!(parse_node(" 192.0.2.60:4711 "), Some(v4));
+        assert_eq!(parse_node("\"[2001:db8:cafe::17]:4711\""), Some(v6));
+        assert_eq!(parse_node("\"[2001:db8:cafe::17]\""), Some(v6));
+        assert_eq!(parse_node("2001:db8:cafe::17"), Some(v6));
+        assert_eq!(parse_node("unknown"), None);
+        assert_eq!(parse_node("_hidden"), None);
+        assert_eq!(parse_node("1.2.3"), None);
+    }
+}

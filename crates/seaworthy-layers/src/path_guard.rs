@@ -1,0 +1,167 @@
+//! Rejects request paths that smuggle traversal through encoding.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Answers 400, before routing, to paths with encoded dot segments
+/// (`/%2e%2e/`), encoded slashes or backslashes inside a segment (`%2f`,
+/// `%5c`), a raw backslash, or NUL and control characters (`%00`–`%1f`,
+/// `%7f`). A router that decodes after matching, or a file server behind
+/// the app, would otherwise see a different path than the rules did.
+///
+/// # Examples
+///
+/// ```
+/// use seaworthy_layers::PathGuardLayer;
+///
+/// assert!(PathGuardLayer::is_suspicious("/static/%2e%2e/secrets"));
+/// assert!(!PathGuardLayer::is_suspicious("/files/report%20final.pdf"));
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PathGuardLayer;
+
+impl PathGuardLayer {
+    /// A guard.
+    pub fn new() -> Self {
+        PathGuardLayer
+    }
+
+    /// Whether `path` (as received, still percent-encoded) is refused.
+    pub fn is_suspicious(path: &str) -> bool {
+        if path.contains('\\') || path.bytes().any(|byte| byte < 0x20 || byte == 0x7f) {
+            return true;
+        }
+        let lower = path.to_ascii_lowercase();
+        if lower.contains("%2f") || lower.contains("%5c") {
+            return true;
+        }
+        // %00-%1f and %7f.
+        let bytes = lower.as_bytes();
+        for (i, window) in bytes.windows(3).enumerate() {
+            if window[0] == b'%' {
+                let code = std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+                if code.is_some_and(|code| code < 0x20 || code == 0x7f) {
+                    return true;
+                }
+            }
+        }
+        lower.split('/').any(|segment| {
+            segment.contains("%2e") && {
+                let decoded = segment.replace("%2e", ".");
+                decoded == "." || decoded == ".."
+            }
+        })
+    }
+}
+
+impl<S> Layer<S> for PathGuardLayer {
+    type Service = PathGuard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PathGuard { inner }
+    }
+}
+
+/// The service of [`PathGuardLayer`].
+#[derive(Clone, Debug)]
+pub struct PathGuard<S> {
+    inner: S,
+}
+
+impl<S, B, ResB> Service<Request<B>> for PathGuard<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Future: Send + 'static,
+    ResB: Default,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response<ResB>, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if PathGuardLayer::is_suspicious(request.uri().path()) {
+            tracing::debug!(path = request.uri().path(), "suspicious path refused");
+            let mut response = Response::new(ResB::default());
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return Either::Right {
+                future: ready(Ok(response)),
+            };
+        }
+        Either::Left {
+            future: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One of two futures.
+    #[project = EitherProj]
+    #[derive(Debug)]
+    pub enum Either<L, R> {
+        /// The inner service's.
+        Left { #[pin] future: L },
+        /// A ready answer.
+        Right { #[pin] future: R },
+    }
+}
+
+impl<L, R, T> Future for Either<L, R>
+where
+    L: Future<Output = T>,
+    R: Future<Output = T>,
+{
+    type Output = T;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match self.project() {
+            EitherProj::Left { future } => future.poll(cx),
+            EitherProj::Right { future } => future.poll(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PathGuardLayer;
+
+    #[test]
+    fn suspicious_paths_are_recognised() {
+        for path in [
+            "/a/%2e%2e/b",
+            "/a/%2E%2E",
+            "/a/.%2e/b",
+            "/a/%2e./b",
+            "/%2e/x",
+            "/a%2fb",
+            "/a%5Cb",
+            "/a\\b",
+            "/a%00b",
+            "/a%0ab",
+            "/a%7f",
+        ] {
+            assert!(PathGuardLayer::is_suspicious(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/a/b",
+            "/a/..b",
+            "/files/%20x",
+            "/a/%2ex",
+            "/caf%C3%A9",
+            "/a/b.c",
+        ] {
+            assert!(!PathGuardLayer::is_suspicious(path), "{path}");
+        }
+    }
+}
