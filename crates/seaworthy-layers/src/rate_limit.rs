@@ -341,20 +341,20 @@ where
             parts.headers = request.headers().clone();
             cost(&parts)
         });
-        let checks: Vec<(usize, St::Future)> = (0..config.policies.len())
-            .filter_map(|index| {
-                let key = config.key(index, &request)?;
-                Some((
-                    index,
-                    config.store.check(key, &config.policies[index].quota, cost),
-                ))
-            })
+        let keys: Vec<(usize, Key)> = (0..config.policies.len())
+            .filter_map(|index| Some((index, config.key(index, &request)?)))
             .collect();
         Box::pin(async move {
+            // In order, stopping at the first rejection: a request refused by
+            // one policy does not use up the next ones.
             let mut tightest: Option<(usize, Decision)> = None;
             let mut rejected: Option<(usize, Decision)> = None;
-            for (index, check) in checks {
-                let decision = match check.await {
+            for (index, key) in keys {
+                let decision = match config
+                    .store
+                    .check(key, &config.policies[index].quota, cost)
+                    .await
+                {
                     Ok(decision) => decision,
                     Err(err) => {
                         // Fail open: a store that is down must not take the
@@ -363,11 +363,12 @@ where
                         continue;
                     }
                 };
-                if !decision.allowed && rejected.is_none() {
-                    rejected = Some((index, decision));
-                }
                 if tightest.is_none_or(|(_, best)| decision.remaining < best.remaining) {
                     tightest = Some((index, decision));
+                }
+                if !decision.allowed {
+                    rejected = Some((index, decision));
+                    break;
                 }
             }
             if let Some((index, decision)) = rejected {

@@ -1,0 +1,215 @@
+//! The rate limit as a service: 429 with Retry-After and the RateLimit
+//! fields, keys, skips, shadow mode.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use seaworthy_layers::store::{ManualClock, MemoryStore};
+use seaworthy_layers::{KeyBy, Policy, Quota, RateLimitLayer};
+use seaworthy_listener::{Addr, ConnectionInfo};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+fn request(peer: &str, path: &str) -> Request<String> {
+    let mut request = Request::builder().uri(path).body(String::new()).unwrap();
+    request.extensions_mut().insert(ConnectionInfo::new(
+        Addr::Tcp(SocketAddr::new(peer.parse().unwrap(), 1000)),
+        None,
+        false,
+    ));
+    request
+}
+
+fn ok()
+-> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future: Send>
++ Clone
++ Send {
+    service_fn(|_: Request<String>| async { Ok::<_, Infallible>(Response::new("ok".to_owned())) })
+}
+
+#[tokio::test]
+async fn the_burst_passes_then_429_with_retry_after_and_ratelimit_fields() {
+    let clock = ManualClock::new(Duration::from_secs(10));
+    let store = MemoryStore::with_clock(1000, Arc::new(clock.clone()));
+    let layer = RateLimitLayer::with_store(
+        Policy::new(
+            "per-ip",
+            Quota::per_second(10).burst(5),
+            KeyBy::ClientIp { ipv6_prefix: 64 },
+        ),
+        store,
+    );
+    let mut service = ServiceBuilder::new().layer(layer).service(ok());
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..8 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("203.0.113.1", "/"))
+            .await
+            .unwrap();
+        statuses.push(response.status());
+        last = Some(response);
+    }
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|status| **status == StatusCode::OK)
+            .count(),
+        6
+    );
+    let last = last.unwrap();
+    assert_eq!(last.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(last.headers()["retry-after"], "1");
+    assert_eq!(last.headers()["ratelimit-policy"], "\"per-ip\";q=6;w=1");
+    assert_eq!(last.headers()["ratelimit"], "\"per-ip\";r=0;t=1");
+    // Another client has its own bucket.
+    let other = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("203.0.113.2", "/"))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::OK);
+    // After one interval, one more passes.
+    clock.advance(Duration::from_millis(100));
+    let again = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("203.0.113.1", "/"))
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn retry_after_is_whole_seconds_and_never_zero() {
+    let clock = ManualClock::new(Duration::from_secs(10));
+    let store = MemoryStore::with_clock(1000, Arc::new(clock.clone()));
+    let layer = RateLimitLayer::with_store(
+        Policy::new("slow", Quota::per_minute(1), KeyBy::Global),
+        store,
+    );
+    let mut service = ServiceBuilder::new().layer(layer).service(ok());
+    assert_eq!(
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("192.0.2.1", "/"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let rejected = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("192.0.2.1", "/"))
+        .await
+        .unwrap();
+    assert_eq!(rejected.headers()["retry-after"], "60");
+    clock.advance(Duration::from_millis(59_999));
+    let rejected = service
+        .ready()
+        .await
+        .unwrap()
+        .call(request("192.0.2.2", "/"))
+        .await
+        .unwrap();
+    assert_eq!(rejected.headers()["retry-after"], "1");
+}
+
+#[tokio::test]
+async fn probes_and_preflights_are_skipped_and_shadow_mode_lets_everything_through() {
+    let layer = RateLimitLayer::new(Quota::per_minute(1)).skip_paths(["/health"]);
+    let mut service = ServiceBuilder::new().layer(layer).service(ok());
+    for _ in 0..5 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("192.0.2.1", "/health"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut preflight = request("192.0.2.1", "/");
+        *preflight.method_mut() = Method::OPTIONS;
+        assert_eq!(
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(preflight)
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let shadow = RateLimitLayer::new(Quota::per_minute(1))
+        .shadow(true)
+        .headers_on_success(true);
+    let mut service = ServiceBuilder::new().layer(shadow).service(ok());
+    for _ in 0..5 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("192.0.2.1", "/"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().contains_key("ratelimit"));
+    }
+}
+
+#[tokio::test]
+async fn keys_by_header_and_a_global_policy_beside_the_per_client_one() {
+    let store = MemoryStore::new(1000);
+    let layer = RateLimitLayer::with_store(
+        Policy::new(
+            "per-key",
+            Quota::per_minute(2).burst(1),
+            KeyBy::Header("x-api-key".parse().unwrap()),
+        ),
+        store,
+    )
+    .policy(Policy::new(
+        "global",
+        Quota::per_minute(3).burst(2),
+        KeyBy::Global,
+    ));
+    let mut service = ServiceBuilder::new().layer(layer).service(ok());
+    async fn call<S>(service: &mut S, key: &'static str) -> StatusCode
+    where
+        S: Service<Request<String>, Response = Response<String>, Error = Infallible>,
+    {
+        let mut request = request("192.0.2.1", "/");
+        request
+            .headers_mut()
+            .insert("x-api-key", key.parse().unwrap());
+        service
+            .ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap()
+            .status()
+    }
+    assert_eq!(call(&mut service, "a").await, StatusCode::OK);
+    assert_eq!(call(&mut service, "a").await, StatusCode::OK);
+    // Refused per key: the global bucket is not used up by it.
+    assert_eq!(call(&mut service, "a").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(call(&mut service, "b").await, StatusCode::OK);
+    // The global bucket (capacity 3) is now empty.
+    assert_eq!(call(&mut service, "c").await, StatusCode::TOO_MANY_REQUESTS);
+}
