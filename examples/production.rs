@@ -12,9 +12,9 @@
 //! | `HOST`, `PORT` | `127.0.0.1`, `8000` | where to listen (ignored when systemd passes a socket named `http`) |
 //! | `SHUTDOWN_DRAIN_DELAY` | `5s` | readiness fails this long before the listener stops accepting |
 //! | `SHUTDOWN_TIMEOUT` | `30s` | the whole shutdown budget |
-//! | `RATE_LIMIT`, `RATE_LIMIT_BURST` | `100/min`, `20` | per client IP (`N/s`, `N/min`, `N/h`); checked now, applied when seaworthy-layers lands |
-//! | `TRUSTED_PROXIES` | (none) | comma-separated CIDRs; checked now, applied with the layers |
-//! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | checked now, applied with the layers |
+//! | `RATE_LIMIT`, `RATE_LIMIT_BURST` | `100/min`, `20` | per client IP (`N/s`, `N/min`, `N/h`), 429 with `Retry-After` past it |
+//! | `TRUSTED_PROXIES` | (none) | comma-separated CIDRs whose `X-Forwarded-For` is believed |
+//! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | request body limit (413), handler timeout (504) |
 //! | `TLS_CERT`, `TLS_KEY` | (none) | HTTPS is not served yet: setting them stops the start rather than serve plain HTTP |
 //! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it |
@@ -24,6 +24,11 @@
 //! start before anything binds, with exit code 78 and one error naming
 //! every bad variable (never a value). `--print-config` prints the effective
 //! settings, secrets redacted, each with its source.
+//!
+//! Layers, outermost first: security headers (`api()` preset) on every
+//! response, catch-panic (500), client IP, path guard (400), then on the
+//! routes but not the probes: rate limit (429), body limit (413), timeout
+//! (504).
 //!
 //! Routes: `GET /` says hello; `GET /slow?ms=N` answers after N ms (at most
 //! 60000); `POST /echo` returns the body; `GET /health`, `/health/ready`,
@@ -45,15 +50,26 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::Query;
+use axum::extract::{DefaultBodyLimit, Query};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use seaworthy::config::{Loader, Secret};
 use seaworthy::health::{
     Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, checks,
 };
+use seaworthy::layers::client_ip::{ClientIpService, IpNet};
+use seaworthy::layers::tower_http::catch_panic::{
+    CatchPanic, CatchPanicLayer, DefaultResponseForPanic,
+};
+use seaworthy::layers::tower_http::timeout::TimeoutLayer;
+use seaworthy::layers::{
+    ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
+    SecurityHeadersLayer, TrustedProxies,
+};
 use seaworthy::listener::{Bind, ConnectionInfo, Listener, Server};
 use seaworthy::shutdown::Shutdown;
 use seaworthy_examples::{EX_CONFIG, init_tracing};
+use tower::ServiceBuilder;
 
 /// `EX_UNAVAILABLE` from sysexits.h: the address cannot be had.
 const EX_UNAVAILABLE: u8 = 69;
@@ -71,7 +87,7 @@ struct Settings {
     #[serde(with = "seaworthy::config::duration")]
     shutdown_timeout: Duration,
     #[serde(with = "seaworthy::config::from_str")]
-    rate_limit: Rate,
+    rate_limit: Quota,
     rate_limit_burst: u32,
     trusted_proxies: Vec<Cidr>,
     #[serde(with = "seaworthy::config::bytes")]
@@ -93,10 +109,7 @@ impl Default for Settings {
             port: 8000,
             shutdown_drain_delay: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
-            rate_limit: Rate {
-                count: 100,
-                per: Duration::from_secs(60),
-            },
+            rate_limit: Quota::per_minute(100),
             rate_limit_burst: 20,
             trusted_proxies: Vec::new(),
             max_body: 1 << 20,
@@ -107,41 +120,6 @@ impl Default for Settings {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
         }
-    }
-}
-
-/// A rate like `100/min`, `10/s`, `5000/h`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Rate {
-    count: u32,
-    per: Duration,
-}
-
-impl std::str::FromStr for Rate {
-    type Err = &'static str;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        const EXPECTED: &str = "a rate like 100/min, 10/s or 5000/h";
-        let (count, unit) = text.split_once('/').ok_or(EXPECTED)?;
-        let count = count.trim().parse().map_err(|_| EXPECTED)?;
-        let per = match unit.trim() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            _ => return Err(EXPECTED),
-        };
-        Ok(Rate { count, per })
-    }
-}
-
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let unit = match self.per.as_secs() {
-            1 => "s",
-            60 => "min",
-            _ => "h",
-        };
-        write!(f, "{}/{unit}", self.count)
     }
 }
 
@@ -195,17 +173,47 @@ impl serde::Serialize for Cidr {
     }
 }
 
-fn router(health: HealthService) -> Router {
-    Router::new()
+/// The routes and the stack, in the documented order.
+fn app(health: HealthService, settings: &Settings) -> Probed {
+    let trusted = TrustedProxies::new(
+        settings
+            .trusted_proxies
+            .iter()
+            .filter_map(|cidr| IpNet::new(cidr.addr, cidr.len).ok()),
+    );
+    let routes = Router::new()
         .route("/", get(|| async { "hello from seaworthy\n" }))
         .route("/slow", get(slow))
         .route("/echo", post(|body: Bytes| async move { body }))
-        // Layers added to the routes above (later: rate limit, headers)
-        // stay off the probes: they are mounted last, outside.
+        .layer(
+            ServiceBuilder::new()
+                .layer(RateLimitLayer::new(
+                    settings.rate_limit.burst(settings.rate_limit_burst),
+                ))
+                // axum's own limit: its extractors answer 413.
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(settings.max_body).unwrap_or(usize::MAX),
+                ))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    settings.request_timeout,
+                )),
+        )
+        // The probes: outside the rate limit, body limit and timeout.
         .route_service("/health", health.clone())
         .route_service("/health/ready", health.clone())
-        .route_service("/health/startup", health)
+        .route_service("/health/startup", health);
+    ServiceBuilder::new()
+        .layer(SecurityHeadersLayer::api())
+        .layer(CatchPanicLayer::new())
+        .layer(ClientIpLayer::new(trusted))
+        .layer(PathGuardLayer::new())
+        .service(routes)
 }
+
+/// The whole service the server runs.
+type Probed =
+    SecurityHeaders<CatchPanic<ClientIpService<PathGuard<Router>>, DefaultResponseForPanic>>;
 
 /// `host:port` of a `redis://[user:password@]host[:port][/db]` URL.
 fn redis_host(url: &str) -> Option<String> {
@@ -380,7 +388,7 @@ async fn main() -> ExitCode {
         .max_connections(settings.max_connections);
     shutdown.spawn(
         "http",
-        server.serve(listener, router(probes), shutdown.token()),
+        server.serve(listener, app(probes, &settings), shutdown.token()),
     );
 
     println!(

@@ -339,6 +339,9 @@ where
                     headers.remove(name);
                 }
             }
+            if let Some(slot) = request.extensions().get::<crate::headers::HttpsSlot>() {
+                slot.set(client.https);
+            }
             request.extensions_mut().insert(client);
         }
         self.inner.call(request)

@@ -19,6 +19,24 @@ const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), display-capture=(
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const HSTS: &str = "max-age=63072000; includeSubDomains";
 
+/// Set by the client-IP layer further in, read by the headers layer on the
+/// way out: whether the request was HTTPS as the trusted proxies told it.
+#[derive(Clone, Debug)]
+pub(crate) struct HttpsSlot(Arc<std::sync::atomic::AtomicU8>);
+
+impl HttpsSlot {
+    pub(crate) fn set(&self, https: bool) {
+        self.0.store(if https { 2 } else { 1 }, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> Option<bool> {
+        match self.0.load(Ordering::Relaxed) {
+            0 => None,
+            value => Some(value == 2),
+        }
+    }
+}
+
 /// The per-request nonce of the [`web`](SecurityHeadersLayer::web) preset's
 /// `Content-Security-Policy`, in the request's extensions: put it in
 /// `<script nonce="…">`.
@@ -227,6 +245,8 @@ where
             .map(|client| client.https)
             .or_else(|| peer(&request).map(|(_, tls)| tls))
             .unwrap_or(false);
+        let slot = HttpsSlot(Arc::default());
+        request.extensions_mut().insert(slot.clone());
         let csp = self.config.nonce.as_ref().map(|template| {
             let nonce = self.config.nonces.next();
             request.extensions_mut().insert(CspNonce(nonce.clone()));
@@ -237,6 +257,7 @@ where
             inner: self.inner.call(request),
             config: Arc::clone(&self.config),
             https,
+            slot,
             csp,
         }
     }
@@ -249,6 +270,7 @@ pin_project_lite::pin_project! {
         inner: F,
         config: Arc<Config>,
         https: bool,
+        slot: HttpsSlot,
         csp: Option<HeaderValue>,
     }
 }
@@ -282,7 +304,7 @@ where
                 headers.insert(name.clone(), value.clone());
             }
         }
-        if *this.https {
+        if this.slot.get().unwrap_or(*this.https) {
             if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
                 headers.insert(header::STRICT_TRANSPORT_SECURITY, this.config.hsts.clone());
             }

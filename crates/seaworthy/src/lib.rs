@@ -10,10 +10,11 @@
 //! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
 //! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
 //! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
+//! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard |
 //! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener` |
 //! | `full` | all of the above | | |
 //!
-//! Tower layers follow as their crate lands.
+//! The actix-web integration follows as its crate lands.
 //!
 //! # Example
 //!
@@ -56,3 +57,8 @@ pub use seaworthy_health as health;
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 #[doc(inline)]
 pub use seaworthy_config as config;
+
+#[cfg(feature = "layers")]
+#[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
+#[doc(inline)]
+pub use seaworthy_layers as layers;
