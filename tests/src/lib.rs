@@ -199,8 +199,16 @@ impl Child {
     /// Starts the flagship example with `env`, on a free loopback port
     /// unless `env` sets `PORT`, and waits for its `listening on` line.
     /// Returns the child and the address it listens on.
+    ///
+    /// Every test talks from loopback, one client as far as the rate limit
+    /// can tell: the limit is raised out of the way unless `env` sets
+    /// `RATE_LIMIT` and `RATE_LIMIT_BURST` itself.
     pub fn production(env: &[(&str, &str)]) -> (Child, std::net::SocketAddr) {
-        let mut all: Vec<(&str, &str)> = vec![("PORT", "0")];
+        let mut all: Vec<(&str, &str)> = vec![
+            ("PORT", "0"),
+            ("RATE_LIMIT", "1000000/s"),
+            ("RATE_LIMIT_BURST", "1000000"),
+        ];
         all.extend_from_slice(env);
         let mut child = Child::example("production", &all);
         let line = child.wait_for_line("listening on http", GENEROUS);

@@ -488,7 +488,7 @@ fn every_response_carries_the_security_headers_exactly_once() {
         ("REQUEST_TIMEOUT", "300ms"),
         ("TRUSTED_PROXIES", "127.0.0.2/32"),
     ]);
-    let mut conn = || Conn::connect(addr).unwrap();
+    let conn = || Conn::connect(addr).unwrap();
     let big = vec![b'a'; 5000];
     let mut responses = vec![
         (200, conn().get("/").unwrap()),
