@@ -100,6 +100,7 @@ struct Config<St> {
     skip_paths: Vec<Cow<'static, str>>,
     skip_options: bool,
     shadow: bool,
+    delay: bool,
     headers_on_success: bool,
     cost: Option<CostFn>,
     digest: RandomState,
@@ -134,6 +135,7 @@ impl<St: Store> RateLimitLayer<St> {
                 skip_paths: Vec::new(),
                 skip_options: true,
                 shadow: false,
+                delay: false,
                 headers_on_success: false,
                 cost: None,
                 digest: RandomState::new(),
@@ -167,6 +169,13 @@ impl<St: Store> RateLimitLayer<St> {
     /// production before enforcing it.
     pub fn shadow(self, shadow: bool) -> Self {
         self.with(|config| config.shadow = shadow)
+    }
+
+    /// nginx's `limit_req` without `nodelay`: a request within the burst is
+    /// held until the steady rate allows it, instead of passing at once;
+    /// past the burst it is still refused.
+    pub fn delay(self, delay: bool) -> Self {
+        self.with(|config| config.delay = delay)
     }
 
     /// Adds the `RateLimit` and `RateLimit-Policy` fields to successful
@@ -386,6 +395,18 @@ where
                         headers.insert(name, value);
                     }
                     return Ok(response);
+                }
+            }
+            if config.delay && rejected.is_none() {
+                // Spaced at the rate: the first request of a fresh key waits
+                // nothing, the k-th of a burst k - 1 intervals.
+                let wait = tightest.map_or(Duration::ZERO, |(index, decision)| {
+                    decision
+                        .reset_after
+                        .saturating_sub(config.policies[index].quota.interval())
+                });
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
                 }
             }
             let mut response = inner.call(request).await?;

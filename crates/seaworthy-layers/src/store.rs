@@ -1,7 +1,6 @@
 //! Where rate-limit state lives: the bounded in-memory store, and the
 //! `Store` trait for shared ones (Redis, in a later release).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::hash::{BuildHasher, RandomState};
@@ -96,63 +95,65 @@ pub trait Store: Send + Sync + 'static {
 
 /// The in-memory store: sharded, bounded, and self-cleaning.
 ///
-/// At most `capacity` keys (rounded up so that each shard's table is full
-/// before it evicts, and never grows past it). A key whose theoretical
-/// arrival time has passed carries no state (a new key would be decided the
-/// same way), so such keys are dropped first, by a sweep the store runs
-/// itself when a shard fills; when every key is active (a flood), the least
-/// indebted of a small sample, the one closest to expiry, goes. Memory stays
-/// within about 25 bytes per key of capacity, whatever arrives.
+/// A fixed table of `capacity` slots (rounded up to a power of two), each
+/// 24 bytes: a 16-byte key and one word of state, allocated once. A key
+/// goes to one set of 8 slots, picked by a keyed hash (SipHash, so a
+/// client cannot aim at a set). A key whose theoretical arrival time has
+/// passed carries no state (a new key would be decided the same way), so
+/// its slot is free; when every slot of the set is in use, the least
+/// recently seen key of the set gives way, so keys that keep sending keep
+/// their state. Memory is `capacity × 24` bytes whatever arrives: a flood
+/// of distinct keys only churns the sets, and no sweep is ever needed.
+///
+/// A key's state is its theoretical arrival time in microseconds (48 bits:
+/// 8.9 years of uptime), rounded up so that debt is never forgotten, and
+/// the second it was last seen (16 bits, for eviction).
 pub struct MemoryStore {
-    shards: Box<[Mutex<Shard>]>,
-    per_shard: usize,
-    seed: u64,
+    shards: Box<[Mutex<Box<[Slot]>>]>,
+    /// Sets per shard, a power of two.
+    sets: usize,
+    hasher: RandomState,
     clock: Arc<dyn Clock>,
 }
 
-struct Shard {
-    map: HashMap<Key, u64, RandomState>,
-    last_sweep: u64,
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    key: Key,
+    state: u64,
 }
 
 const SHARDS: usize = 64;
-const EVICTION_SAMPLE: usize = 8;
+const WAYS: usize = 8;
+/// The key that marks an empty slot (a real key equal to it is moved).
+const EMPTY: Key = [0, 0];
 
 impl MemoryStore {
     /// A store for about `capacity` keys (default in
-    /// [`RateLimitLayer`](crate::RateLimitLayer): 1,000,000).
+    /// [`RateLimitLayer`](crate::RateLimitLayer): 1,000,000, 24 MB).
     pub fn new(capacity: usize) -> Self {
         MemoryStore::with_clock(capacity, Arc::new(MonotonicClock::default()))
     }
 
     /// The same, on `clock`.
     pub fn with_clock(capacity: usize, clock: Arc<dyn Clock>) -> Self {
-        // A hashbrown table of 2^n buckets holds 7/8 of them before growing.
-        let wanted = capacity.div_ceil(SHARDS).max(8);
-        let buckets = (wanted * 8).div_ceil(7).next_power_of_two();
-        let per_shard = buckets / 8 * 7;
+        let sets = capacity.div_ceil(SHARDS * WAYS).max(1).next_power_of_two();
         let shards = (0..SHARDS)
-            .map(|_| {
-                Mutex::new(Shard {
-                    map: HashMap::with_hasher(RandomState::new()),
-                    last_sweep: 0,
-                })
-            })
+            .map(|_| Mutex::new(vec![Slot::default(); sets * WAYS].into_boxed_slice()))
             .collect();
         MemoryStore {
             shards,
-            per_shard,
-            seed: RandomState::new().hash_one(0_u8) | 1,
+            sets,
+            hasher: RandomState::new(),
             clock,
         }
     }
 
     /// The most keys it holds.
     pub fn capacity(&self) -> usize {
-        self.per_shard * SHARDS
+        SHARDS * self.sets * WAYS
     }
 
-    /// Keys held now.
+    /// Keys held now (counts every slot: for tests and diagnostics).
     pub fn len(&self) -> usize {
         self.shards
             .iter()
@@ -160,8 +161,9 @@ impl MemoryStore {
                 shard
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .map
-                    .len()
+                    .iter()
+                    .filter(|slot| slot.key != EMPTY)
+                    .count()
             })
             .sum()
     }
@@ -173,26 +175,42 @@ impl MemoryStore {
 
     /// The decision, at once.
     pub fn check_now(&self, key: Key, quota: &Quota, cost: u32) -> Decision {
+        let key = if key == EMPTY { [0, 1] } else { key };
         let now = self.clock.now();
-        let index =
-            ((key[0] ^ key[1].rotate_left(32)).wrapping_mul(self.seed) >> 58) as usize % SHARDS;
         let seen = (now / 1_000_000_000) as u16;
-        let mut shard = self.shards[index]
+        let hash = self.hasher.hash_one(key);
+        let shard = (hash >> 58) as usize % SHARDS;
+        let set = (hash as usize) & (self.sets - 1);
+        let mut slots = self.shards[shard]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(state) = shard.map.get_mut(&key) {
-            let mut tat = unpack(*state);
+        let set = &mut slots[set * WAYS..(set + 1) * WAYS];
+        if let Some(slot) = set.iter_mut().find(|slot| slot.key == key) {
+            let mut tat = unpack(slot.state);
             let decision = quota.check(&mut tat, now, cost);
-            *state = pack(tat, seen);
+            slot.state = pack(tat, seen);
             return decision;
         }
         let mut tat = 0;
         let decision = quota.check(&mut tat, now, cost);
         if decision.allowed {
-            if shard.map.len() >= self.per_shard {
-                shard.make_room(now, quota.tolerance(), seen);
-            }
-            shard.map.insert(key, pack(tat, seen));
+            // A free slot: empty, or holding a key with no debt left; else
+            // the least recently seen of the set.
+            let slot = match set
+                .iter()
+                .position(|slot| slot.key == EMPTY || unpack(slot.state) <= now)
+            {
+                Some(free) => free,
+                None => set
+                    .iter()
+                    .enumerate()
+                    .max_by_key(|(_, slot)| seen.wrapping_sub(slot.state as u16))
+                    .map_or(0, |(index, _)| index),
+            };
+            set[slot] = Slot {
+                key,
+                state: pack(tat, seen),
+            };
         }
         decision
     }
@@ -205,30 +223,6 @@ fn pack(tat: u64, seen: u16) -> u64 {
 
 fn unpack(state: u64) -> u64 {
     (state >> 16) * 1000
-}
-
-impl Shard {
-    fn make_room(&mut self, now: u64, tolerance: u64, seen: u16) {
-        // Expired keys first: a sweep at most once per tolerance window.
-        if now.saturating_sub(self.last_sweep) >= tolerance.max(1_000_000) {
-            self.last_sweep = now;
-            let before = self.map.len();
-            self.map.retain(|_, state| unpack(*state) > now);
-            if self.map.len() < before {
-                return;
-            }
-        }
-        // All active: drop the least recently seen of a sample.
-        let victim = self
-            .map
-            .iter()
-            .take(EVICTION_SAMPLE)
-            .max_by_key(|(_, state)| seen.wrapping_sub(**state as u16))
-            .map(|(key, _)| *key);
-        if let Some(key) = victim {
-            self.map.remove(&key);
-        }
-    }
 }
 
 impl fmt::Debug for MemoryStore {
@@ -251,6 +245,37 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rss_bytes() -> u64 {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+        pages * 4096
+    }
+
+    #[test]
+    fn ten_million_distinct_keys_stay_within_the_cap() {
+        let clock = ManualClock::new(Duration::from_secs(1));
+        let store = MemoryStore::with_clock(100_000, Arc::new(clock.clone()));
+        let quota = Quota::per_minute(10);
+        let active = [u64::MAX, u64::MAX];
+        let before = rss_bytes();
+        for i in 0..10_000_000_u64 {
+            if i % 100_000 == 0 {
+                clock.advance(Duration::from_millis(100));
+                // A client that keeps sending keeps its state.
+                store.check_now(active, &quota, 1);
+            }
+            store.check_now([i, i.rotate_left(17)], &quota, 1);
+        }
+        let grown = rss_bytes().saturating_sub(before);
+        assert!(store.len() <= store.capacity());
+        // 24 bytes a slot, allocated at the start: nothing grows.
+        let bound = (store.capacity() as u64) * 24 + (1 << 20);
+        assert!(grown < bound, "grew {grown} bytes, bound {bound}");
+        // The active client used 1 + 100 requests of 10 a minute over 10 s:
+        // it must still be in debt, not reset by eviction.
+        assert!(!store.check_now(active, &quota, 1).allowed);
+    }
 
     #[test]
     fn the_store_never_holds_more_than_its_capacity_and_keeps_active_keys() {

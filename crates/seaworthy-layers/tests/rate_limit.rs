@@ -213,3 +213,45 @@ async fn keys_by_header_and_a_global_policy_beside_the_per_client_one() {
     // The global bucket (capacity 3) is now empty.
     assert_eq!(call(&mut service, "c").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test(start_paused = true)]
+async fn delay_mode_spaces_a_burst_at_the_rate_instead_of_passing_it_at_once() {
+    let layer = RateLimitLayer::new(Quota::per_second(10).burst(3)).delay(true);
+    let service = ServiceBuilder::new().layer(layer).service(ok());
+    let started = tokio::time::Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..5 {
+        let service = service.clone();
+        handles.push(tokio::spawn(async move {
+            let response = service.oneshot(request("192.0.2.1", "/")).await.unwrap();
+            (response.status(), started.elapsed())
+        }));
+        tokio::task::yield_now().await;
+    }
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(handle.await.unwrap());
+    }
+    results.sort_by_key(|(_, at)| *at);
+    let passed: Vec<_> = results
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::OK)
+        .map(|(_, at)| *at)
+        .collect();
+    // Burst 3: four pass, held 0, 100, 200, 300 ms; the fifth is refused.
+    assert_eq!(passed.len(), 4, "{results:?}");
+    for (i, at) in passed.iter().enumerate() {
+        let expected = Duration::from_millis(100 * i as u64);
+        assert!(
+            *at >= expected && *at < expected + Duration::from_millis(5),
+            "{results:?}"
+        );
+    }
+    assert_eq!(
+        results
+            .iter()
+            .filter(|(status, _)| *status == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        1
+    );
+}
