@@ -15,7 +15,7 @@ pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
 pub use gcra::{Decision, InvalidQuota, Quota};
 pub use headers::{CspNonce, SecurityHeaders, SecurityHeadersLayer};
 pub use path_guard::{PathGuard, PathGuardLayer};
-pub use rate_limit::{KeyBy, KeyFn, Policy, RateLimit, RateLimitLayer};
+pub use rate_limit::{KeyBy, KeyFn, Policy, RateLimit, RateLimitLayer, ip_key};
 
 /// tower-http's layers, re-exported rather than rewritten: CORS, body
 /// limit, timeout, catch-panic.

@@ -233,7 +233,9 @@ impl<S: fmt::Debug, St> fmt::Debug for RateLimit<S, St> {
     }
 }
 
-fn ip_key(ip: IpAddr, ipv6_prefix: u8) -> Key {
+/// The store key of a client address: IPv4-mapped addresses as IPv4, IPv6
+/// aggregated to `ipv6_prefix` bits.
+pub fn ip_key(ip: IpAddr, ipv6_prefix: u8) -> Key {
     match canonical(ip) {
         IpAddr::V4(v4) => [0, 0xffff_0000_0000 | u64::from(u32::from(v4))],
         IpAddr::V6(v6) => {

@@ -97,8 +97,8 @@ pub trait Store: Send + Sync + 'static {
 ///
 /// A fixed table of `capacity` slots (rounded up to a power of two), each
 /// 24 bytes: a 16-byte key and one word of state, allocated once. A key
-/// goes to one set of 8 slots, picked by a keyed hash (SipHash, so a
-/// client cannot aim at a set). A key whose theoretical arrival time has
+/// goes to one set of 8 slots, picked by a hash under secret random seeds
+/// (so a client cannot aim at a set). A key whose theoretical arrival time has
 /// passed carries no state (a new key would be decided the same way), so
 /// its slot is free; when every slot of the set is in use, the least
 /// recently seen key of the set gives way, so keys that keep sending keep
@@ -112,7 +112,8 @@ pub struct MemoryStore {
     shards: Box<[Mutex<Box<[Slot]>>]>,
     /// Sets per shard, a power of two.
     sets: usize,
-    hasher: RandomState,
+    /// Random keys of the set hash, drawn from the OS at start.
+    seeds: [u64; 2],
     clock: Arc<dyn Clock>,
 }
 
@@ -140,10 +141,11 @@ impl MemoryStore {
         let shards = (0..SHARDS)
             .map(|_| Mutex::new(vec![Slot::default(); sets * WAYS].into_boxed_slice()))
             .collect();
+        let random = RandomState::new();
         MemoryStore {
             shards,
             sets,
-            hasher: RandomState::new(),
+            seeds: [random.hash_one(1_u8) | 1, random.hash_one(2_u8) | 1],
             clock,
         }
     }
@@ -178,7 +180,7 @@ impl MemoryStore {
         let key = if key == EMPTY { [0, 1] } else { key };
         let now = self.clock.now();
         let seen = (now / 1_000_000_000) as u16;
-        let hash = self.hasher.hash_one(key);
+        let hash = self.set_hash(key);
         let shard = (hash >> 58) as usize % SHARDS;
         let set = (hash as usize) & (self.sets - 1);
         let mut slots = self.shards[shard]
@@ -213,6 +215,18 @@ impl MemoryStore {
             };
         }
         decision
+    }
+}
+
+impl MemoryStore {
+    /// Which set a key goes to: a multiply-fold hash under random seeds.
+    /// The seeds are secret and never observable, so a client cannot aim
+    /// its keys at one set; at worst it churns the sets it lands in.
+    fn set_hash(&self, key: Key) -> u64 {
+        let a = u128::from(key[0] ^ self.seeds[0]) * u128::from(0x9e37_79b9_7f4a_7c15_u64);
+        let b = u128::from(key[1] ^ self.seeds[1]) * u128::from(0xc2b2_ae3d_27d4_eb4f_u64);
+        let folded = (a as u64 ^ (a >> 64) as u64).wrapping_add(b as u64 ^ (b >> 64) as u64);
+        (u128::from(folded) * u128::from(self.seeds[0] | 0x100_0000_01b3)).wrapping_shr(32) as u64
     }
 }
 
