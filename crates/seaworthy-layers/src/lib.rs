@@ -1,6 +1,114 @@
 //! What nginx did in front of the app, as tower layers that cannot be
 //! bypassed: the client's address behind trusted proxies, a bounded GCRA
 //! rate limit, security headers on every response, a path guard.
+//!
+//! # The stack
+//!
+//! In this order, outermost first, so that a 429 or a panic's 500 still
+//! carries the security headers (and CORS, when used):
+//!
+//! 1. [`SecurityHeadersLayer`]: every response, error responses included;
+//! 2. tower-http's [`CatchPanicLayer`](tower_http::catch_panic::CatchPanicLayer): a panic is a 500;
+//! 3. [`ClientIpLayer`]: the client's address, from trusted proxies only;
+//! 4. [`PathGuardLayer`]: 400 for smuggled paths, before routing;
+//! 5. [`RateLimitLayer`]: 429, keyed by the resolved client (not on the probes);
+//! 6. a body limit (axum's `DefaultBodyLimit` or tower-http's `RequestBodyLimitLayer`): 413;
+//! 7. tower-http's [`TimeoutLayer`](tower_http::timeout::TimeoutLayer) with 504.
+//!
+//! ```
+//! use std::time::Duration;
+//! use axum::{Router, http::StatusCode, routing::get};
+//! use seaworthy_layers::tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
+//! use seaworthy_layers::{ClientIpLayer, PathGuardLayer, Quota, RateLimitLayer, SecurityHeadersLayer, TrustedProxies};
+//! use tower::ServiceBuilder;
+//!
+//! let routes: Router = Router::new()
+//!     .route("/", get(|| async { "hello" }))
+//!     .layer(
+//!         ServiceBuilder::new()
+//!             .layer(RateLimitLayer::new(Quota::per_minute(100).burst(20)))
+//!             .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
+//!             .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(30))),
+//!     );
+//!     // .route_service("/health", ...) here: outside the rate limit.
+//! let app = ServiceBuilder::new()
+//!     .layer(SecurityHeadersLayer::api())
+//!     .layer(CatchPanicLayer::new())
+//!     .layer(ClientIpLayer::new(TrustedProxies::private()))
+//!     .layer(PathGuardLayer::new())
+//!     .service(routes);
+//! # let _ = app;
+//! ```
+//!
+//! The client IP and the TLS flag come from the connection facts that
+//! seaworthy-listener's `Server` puts in each request
+//! (`ConnectionInfo`), or from axum's `ConnectInfo<SocketAddr>` with the
+//! `axum` feature.
+//!
+//! # Client IP
+//!
+//! The peer address, unless the peer is a [trusted proxy](TrustedProxies):
+//! then `X-Forwarded-For` (every line), RFC 7239 `Forwarded` (quoted IPv6,
+//! ports) or `X-Real-IP` is walked from the right to the first untrusted
+//! address (nginx's `real_ip_recursive`), or a fixed hop count is taken.
+//! A direct client's forwarding headers are never believed. IPv4-mapped
+//! addresses count as IPv4. The result and the scheme a trusted proxy
+//! reported go into a [`ClientIp`] extension for every later layer and
+//! handler.
+//!
+//! # Rate limit
+//!
+//! GCRA per key, in nginx's terms: `Quota::per_minute(100).burst(20)` is
+//! `limit_req rate=100r/m burst=20 nodelay` (with [`delay`](RateLimitLayer::delay), without
+//! `nodelay`). Keys: the client IP (IPv6 per /64 by default), a header (an
+//! API key), a function, or one global bucket; several policies on one
+//! request, checked in order. A refusal is a 429 with `Retry-After` in whole
+//! seconds (never 0) and the IETF `RateLimit-Policy` and `RateLimit` fields
+//! (draft 11), optionally on successes too; shadow mode counts without
+//! refusing; `OPTIONS` and chosen paths are skipped.
+//!
+//! The in-memory [`MemoryStore`](store::MemoryStore) is a fixed table of
+//! 8-way sets, 24 bytes a key, allocated once: a flood of ten million
+//! distinct keys cannot grow it, and a client that keeps sending keeps its
+//! state. The clock is monotonic (`Instant`), never a TSC, and injectable.
+//! The [`Store`](store::Store) trait is the seam for a shared store.
+//!
+//! # Security headers
+//!
+//! [`api()`](SecurityHeadersLayer::api) (the default) and
+//! [`web()`](SecurityHeadersLayer::web) (a per-request CSP nonce in a
+//! [`CspNonce`] extension), with today's OWASP values, `X-XSS-Protection: 0`,
+//! `Server` and `X-Powered-By` removed, and HSTS only over https, exactly
+//! once. A header the handler set is kept.
+//!
+//! # Comparison with governor and tower_governor
+//!
+//! governor's keyed limiter grows without bound unless the program calls
+//! `retain_recent` (governor #171: an IPv6 /64 hands an attacker endless
+//! keys; here /64 aggregation is the default and the table is fixed), uses a
+//! TSC clock by default (#299), and takes 69 bytes per IPv4 key (25 here).
+//! tower_governor's "smart" extractor believes the leftmost
+//! `X-Forwarded-For`, so a forged header buys a fresh bucket per request;
+//! here only trusted proxies' headers count, from the right. governor is
+//! faster on small key sets (lock-free per-key state); see
+//! docs/benchmarks.md.
+//!
+//! # Comparison with axum-client-ip
+//!
+//! axum-client-ip picks a source per header (rightmost, leftmost) without a
+//! notion of which proxies are trusted; a direct client can still send the
+//! header. Here the trust list decides, and an untrusted peer's headers
+//! are ignored or stripped.
+//!
+//! # Comparison with helmet, axum-helmet and tower-http
+//!
+//! axum-helmet overwrites headers the handler set and, like most header
+//! middleware placed inside the stack, misses the error responses of the
+//! layers around it; tutorials still send `X-XSS-Protection: 1; mode=block`
+//! and HSTS over plain HTTP. tower-http's `SetResponseHeader` sets one
+//! header per layer; here one layer sets the whole preset. What tower-http
+//! does well (CORS, body limit, timeout, catch-panic) is re-exported, not
+//! rewritten.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
