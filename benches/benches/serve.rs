@@ -11,7 +11,6 @@
 //! the machine touches both.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -20,6 +19,7 @@ use axum::Router;
 use axum::routing::get;
 use seaworthy::listener::{Listener, Server};
 use seaworthy::shutdown::{Shutdown, ShutdownReason};
+use seaworthy_benches::wrk;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
@@ -107,43 +107,6 @@ impl Running {
     fn stop(&mut self, bound: Duration) -> Option<Duration> {
         let _ = self.stop.take().expect("stopped once").send(());
         self.exited.recv_timeout(bound).ok()
-    }
-}
-
-/// Runs wrk and returns requests per second and the p99 latency.
-fn wrk(addr: SocketAddr, connections: u32, seconds: u32) -> (f64, Duration) {
-    let output = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{connections}"),
-            &format!("-d{seconds}s"),
-            "--latency",
-        ])
-        .arg(format!("http://{addr}/"))
-        .output()
-        .expect("wrk runs (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let rps = text
-        .lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
-    let p99 = text
-        .lines()
-        .find_map(|line| line.trim().strip_prefix("99%"))
-        .map(|value| parse_latency(value.trim()))
-        .unwrap_or_else(|| panic!("no 99% in wrk's output:\n{text}"));
-    (rps, p99)
-}
-
-fn parse_latency(value: &str) -> Duration {
-    let (number, unit) = value.split_at(value.find(|c: char| c.is_alphabetic()).unwrap());
-    let number: f64 = number.parse().unwrap();
-    match unit {
-        "us" => Duration::from_secs_f64(number / 1e6),
-        "ms" => Duration::from_secs_f64(number / 1e3),
-        "s" => Duration::from_secs_f64(number),
-        other => panic!("unknown unit {other}"),
     }
 }
 

@@ -1,1 +1,52 @@
-//! Benchmarks for seaworthy; see `benches/` and `docs/benchmarks.md`.
+//! Benchmarks for seaworthy; see `benches/` and `docs/benchmarks.md`. This
+//! library holds what the load benches share.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::time::Duration;
+
+/// Runs `wrk -t1 -cCONNECTIONS -dSECONDS --latency` against `http://addr/`
+/// and returns requests per second and the p99 latency.
+///
+/// # Panics
+///
+/// When wrk is missing (`apt-get install wrk`) or prints no result.
+pub fn wrk(addr: SocketAddr, connections: u32, seconds: u32) -> (f64, Duration) {
+    let output = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{connections}"),
+            &format!("-d{seconds}s"),
+            "--latency",
+        ])
+        .arg(format!("http://{addr}/"))
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let rps = text
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let p99 = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("99%"))
+        .map(|value| parse_latency(value.trim()))
+        .unwrap_or_else(|| panic!("no 99% in wrk's output:\n{text}"));
+    (rps, p99)
+}
+
+fn parse_latency(value: &str) -> Duration {
+    let (number, unit) = value.split_at(
+        value
+            .find(|c: char| c.is_alphabetic())
+            .unwrap_or(value.len()),
+    );
+    let number: f64 = number.parse().unwrap_or(0.0);
+    match unit {
+        "us" => Duration::from_secs_f64(number / 1e6),
+        "ms" => Duration::from_secs_f64(number / 1e3),
+        "s" => Duration::from_secs_f64(number),
+        other => panic!("unknown unit {other}"),
+    }
+}

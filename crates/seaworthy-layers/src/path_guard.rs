@@ -33,29 +33,37 @@ impl PathGuardLayer {
 
     /// Whether `path` (as received, still percent-encoded) is refused.
     pub fn is_suspicious(path: &str) -> bool {
-        if path.contains('\\') || path.bytes().any(|byte| byte < 0x20 || byte == 0x7f) {
+        let bytes = path.as_bytes();
+        // The common case, without allocating: nothing encoded, no
+        // backslash, no control character.
+        if !bytes
+            .iter()
+            .any(|&byte| byte == b'%' || byte == b'\\' || byte < 0x20 || byte == 0x7f)
+        {
+            return false;
+        }
+        if bytes
+            .iter()
+            .any(|&byte| byte == b'\\' || byte < 0x20 || byte == 0x7f)
+        {
             return true;
         }
-        let lower = path.to_ascii_lowercase();
-        if lower.contains("%2f") || lower.contains("%5c") {
-            return true;
-        }
-        // %00-%1f and %7f.
-        let bytes = lower.as_bytes();
-        for (i, window) in bytes.windows(3).enumerate() {
-            if window[0] == b'%' {
-                let code = std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-                if code.is_some_and(|code| code < 0x20 || code == 0x7f) {
-                    return true;
-                }
+        let decoded = |at: usize| -> Option<u8> {
+            let hex = bytes.get(at + 1..at + 3)?;
+            u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+        };
+        for (at, _) in bytes.iter().enumerate().filter(|(_, byte)| **byte == b'%') {
+            // An encoded slash, backslash or control character.
+            if let Some(b'/' | b'\\' | 0x00..=0x1f | 0x7f) = decoded(at) {
+                return true;
             }
         }
-        lower.split('/').any(|segment| {
-            segment.contains("%2e") && {
-                let decoded = segment.replace("%2e", ".");
-                decoded == "." || decoded == ".."
+        // A segment that decodes to "." or ".." through %2e.
+        path.split('/').any(|segment| {
+            segment.len() <= 6 && segment.contains('%') && {
+                let lower = segment.to_ascii_lowercase();
+                let dots = lower.replace("%2e", ".");
+                lower.contains("%2e") && (dots == "." || dots == "..")
             }
         })
     }

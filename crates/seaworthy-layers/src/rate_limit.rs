@@ -251,6 +251,16 @@ pub fn ip_key(ip: IpAddr, ipv6_prefix: u8) -> Key {
     }
 }
 
+/// The request's head, without its body, for key and cost functions.
+fn head<B>(request: &Request<B>) -> http::request::Parts {
+    let mut parts = Request::new(()).into_parts().0;
+    parts.method = request.method().clone();
+    parts.uri = request.uri().clone();
+    parts.version = request.version();
+    parts.headers = request.headers().clone();
+    parts
+}
+
 fn digest(state: &RandomState, salt: u8, text: &[u8]) -> Key {
     [
         state.hash_one((salt, 1_u8, text)),
@@ -275,14 +285,8 @@ impl<St> Config<St> {
                 .get(name)
                 .map(|value| digest(&self.digest, index as u8, value.as_bytes())),
             KeyBy::Global => Some([u64::MAX, index as u64]),
-            KeyBy::Function(function) => {
-                // The function sees the head only; rebuild a body-less view.
-                let mut parts = Request::new(()).into_parts().0;
-                parts.method = request.method().clone();
-                parts.uri = request.uri().clone();
-                parts.headers = request.headers().clone();
-                function(&parts).map(|key| digest(&self.digest, index as u8, key.as_bytes()))
-            }
+            KeyBy::Function(function) => function(&head(request))
+                .map(|key| digest(&self.digest, index as u8, key.as_bytes())),
         }
     }
 
@@ -345,13 +349,7 @@ where
         if config.skipped(&request) {
             return Box::pin(inner.call(request));
         }
-        let cost = config.cost.as_ref().map_or(1, |cost| {
-            let mut parts = Request::new(()).into_parts().0;
-            parts.method = request.method().clone();
-            parts.uri = request.uri().clone();
-            parts.headers = request.headers().clone();
-            cost(&parts)
-        });
+        let cost = config.cost.as_ref().map_or(1, |cost| cost(&head(&request)));
         let keys: Vec<(usize, Key)> = (0..config.policies.len())
             .filter_map(|index| Some((index, config.key(index, &request)?)))
             .collect();
