@@ -324,6 +324,68 @@ fn rate_limit_fields(policy: &Policy, decision: &Decision) -> [(HeaderName, Head
     ]
 }
 
+/// Where the checks stand: the tightest decision so far, and the refusal
+/// that ended them, if any.
+#[derive(Clone, Copy, Default)]
+struct Tally {
+    tightest: Option<(usize, Decision)>,
+    rejected: Option<(usize, Decision)>,
+}
+
+impl Tally {
+    /// Counts one answer; `false` when the checks stop here.
+    fn add(&mut self, index: usize, answer: Result<Decision, crate::store::StoreError>) -> bool {
+        let decision = match answer {
+            Ok(decision) => decision,
+            Err(err) => {
+                // Fail open: a store that is down must not take the service
+                // down with it.
+                tracing::warn!(error = %err, "rate limit not applied");
+                return true;
+            }
+        };
+        if self
+            .tightest
+            .is_none_or(|(_, best)| decision.remaining < best.remaining)
+        {
+            self.tightest = Some((index, decision));
+        }
+        if !decision.allowed {
+            self.rejected = Some((index, decision));
+            return false;
+        }
+        true
+    }
+}
+
+impl<St> Config<St> {
+    /// The 429, unless in shadow mode (then `None`: let it through).
+    fn refusal<ResB: Default>(&self, tally: &Tally) -> Option<Response<ResB>> {
+        let (index, decision) = tally.rejected?;
+        let policy = &self.policies[index];
+        if self.shadow {
+            tracing::info!(policy = %policy.name, "rate limit exceeded (shadow mode: allowed)");
+            return None;
+        }
+        tracing::debug!(policy = %policy.name, "rate limit exceeded");
+        let mut response = Response::new(ResB::default());
+        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+        let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let headers = response.headers_mut();
+        headers.insert(RETRY_AFTER, HeaderValue::from(retry));
+        for (name, value) in rate_limit_fields(policy, &decision) {
+            headers.insert(name, value);
+        }
+        Some(response)
+    }
+
+    /// The fields for a successful response, when asked for.
+    fn success_fields(&self, tally: &Tally) -> Option<[(HeaderName, HeaderValue); 2]> {
+        let (index, decision) = tally.tightest.filter(|_| self.headers_on_success)?;
+        Some(rate_limit_fields(&self.policies[index], &decision))
+    }
+}
+
 impl<S, St, B, ResB> Service<Request<B>> for RateLimit<S, St>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
@@ -335,72 +397,81 @@ where
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<ResB>, S::Error>> + Send>>;
+    type Future = ResponseFuture<S::Future, ResB, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The service polled ready is the one that takes the request.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = Arc::clone(&self.config);
+        let config = &self.config;
         if config.skipped(&request) {
-            return Box::pin(inner.call(request));
+            return ResponseFuture::inner(self.inner.call(request), None);
         }
         let cost = config.cost.as_ref().map_or(1, |cost| cost(&head(&request)));
-        let keys: Vec<(usize, Key)> = (0..config.policies.len())
+        let mut keys = (0..config.policies.len())
             .filter_map(|index| Some((index, config.key(index, &request)?)))
-            .collect();
-        Box::pin(async move {
-            // In order, stopping at the first rejection: a request refused by
-            // one policy does not use up the next ones.
-            let mut tightest: Option<(usize, Decision)> = None;
-            let mut rejected: Option<(usize, Decision)> = None;
-            for (index, key) in keys {
-                let decision = match config
-                    .store
-                    .check(key, &config.policies[index].quota, cost)
-                    .await
-                {
-                    Ok(decision) => decision,
-                    Err(err) => {
-                        // Fail open: a store that is down must not take the
-                        // service down with it.
-                        tracing::warn!(error = %err, "rate limit not applied");
-                        continue;
+            .collect::<Vec<(usize, Key)>>()
+            .into_iter();
+        // In order, stopping at the first refusal: a request refused by one
+        // policy does not use up the next ones. A store that answers at once
+        // (the memory store) is decided here, with no allocation; one that
+        // must wait (a shared store) continues in a task-like future.
+        let mut tally = Tally::default();
+        let mut pending = None;
+        if !config.delay {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            for (index, key) in keys.by_ref() {
+                let mut check = config.store.check(key, &config.policies[index].quota, cost);
+                match Pin::new(&mut check).poll(&mut cx) {
+                    Poll::Ready(answer) => {
+                        if !tally.add(index, answer) {
+                            break;
+                        }
                     }
-                };
-                if tightest.is_none_or(|(_, best)| decision.remaining < best.remaining) {
-                    tightest = Some((index, decision));
-                }
-                if !decision.allowed {
-                    rejected = Some((index, decision));
-                    break;
+                    Poll::Pending => {
+                        pending = Some((index, check));
+                        break;
+                    }
                 }
             }
-            if let Some((index, decision)) = rejected {
-                let policy = &config.policies[index];
-                if config.shadow {
-                    tracing::info!(policy = %policy.name, "rate limit exceeded (shadow mode: allowed)");
-                } else {
-                    tracing::debug!(policy = %policy.name, "rate limit exceeded");
-                    let mut response = Response::new(ResB::default());
-                    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-                    let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                    let headers = response.headers_mut();
-                    headers.insert(RETRY_AFTER, HeaderValue::from(retry));
-                    for (name, value) in rate_limit_fields(policy, &decision) {
-                        headers.insert(name, value);
+            if pending.is_none() {
+                if let Some(response) = config.refusal(&tally) {
+                    return ResponseFuture::ready(response);
+                }
+                return ResponseFuture::inner(
+                    self.inner.call(request),
+                    config.success_fields(&tally),
+                );
+            }
+        }
+        // The slow path: waiting on the store, or holding to the rate.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let config = Arc::clone(config);
+        ResponseFuture::boxed(Box::pin(async move {
+            let mut stopped = false;
+            if let Some((index, check)) = pending {
+                stopped = !tally.add(index, check.await);
+            }
+            if !stopped {
+                for (index, key) in keys {
+                    let answer = config
+                        .store
+                        .check(key, &config.policies[index].quota, cost)
+                        .await;
+                    if !tally.add(index, answer) {
+                        break;
                     }
-                    return Ok(response);
                 }
             }
-            if config.delay && rejected.is_none() {
+            if let Some(response) = config.refusal(&tally) {
+                return Ok(response);
+            }
+            if config.delay && tally.rejected.is_none() {
                 // Spaced at the rate: the first request of a fresh key waits
                 // nothing, the k-th of a burst k - 1 intervals.
-                let wait = tightest.map_or(Duration::ZERO, |(index, decision)| {
+                let wait = tally.tightest.map_or(Duration::ZERO, |(index, decision)| {
                     decision
                         .reset_after
                         .saturating_sub(config.policies[index].quota.interval())
@@ -410,15 +481,85 @@ where
                 }
             }
             let mut response = inner.call(request).await?;
-            if config.headers_on_success
-                && let Some((index, decision)) = tightest
-            {
-                for (name, value) in rate_limit_fields(&config.policies[index], &decision) {
+            if let Some(fields) = config.success_fields(&tally) {
+                for (name, value) in fields {
                     response.headers_mut().insert(name, value);
                 }
             }
             Ok(response)
-        })
+        }))
+    }
+}
+
+type BoxedResponse<ResB, E> = Pin<Box<dyn Future<Output = Result<Response<ResB>, E>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The response future of [`RateLimit`].
+    pub struct ResponseFuture<F, ResB, E> {
+        #[pin]
+        state: State<F, ResB, E>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, ResB, E> {
+        Inner { #[pin] future: F, fields: Option<[(HeaderName, HeaderValue); 2]> },
+        Ready { response: Option<Response<ResB>> },
+        Boxed { future: BoxedResponse<ResB, E> },
+    }
+}
+
+impl<F, ResB, E> ResponseFuture<F, ResB, E> {
+    fn inner(future: F, fields: Option<[(HeaderName, HeaderValue); 2]>) -> Self {
+        ResponseFuture {
+            state: State::Inner { future, fields },
+        }
+    }
+
+    fn ready(response: Response<ResB>) -> Self {
+        ResponseFuture {
+            state: State::Ready {
+                response: Some(response),
+            },
+        }
+    }
+
+    fn boxed(future: BoxedResponse<ResB, E>) -> Self {
+        ResponseFuture {
+            state: State::Boxed { future },
+        }
+    }
+}
+
+impl<F, ResB, E> fmt::Debug for ResponseFuture<F, ResB, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F, ResB, E>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+{
+    type Output = Result<Response<ResB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future, fields } => {
+                let mut response = std::task::ready!(future.poll(cx))?;
+                if let Some(fields) = fields.take() {
+                    for (name, value) in fields {
+                        response.headers_mut().insert(name, value);
+                    }
+                }
+                Poll::Ready(Ok(response))
+            }
+            StateProj::Ready { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            StateProj::Boxed { future } => future.as_mut().poll(cx),
+        }
     }
 }
 

@@ -86,8 +86,9 @@ impl std::error::Error for StoreError {}
 /// default; a shared store (Redis) implements the same trait, with an
 /// asynchronous answer.
 pub trait Store: Send + Sync + 'static {
-    /// The answer: ready at once for the memory store.
-    type Future: Future<Output = Result<Decision, StoreError>> + Send + 'static;
+    /// The answer: ready at once for the memory store (a shared store
+    /// returns a boxed future, which is `Unpin`).
+    type Future: Future<Output = Result<Decision, StoreError>> + Send + Unpin + 'static;
 
     /// Checks one request of `cost` for `key` under `quota`.
     fn check(&self, key: Key, quota: &Quota, cost: u32) -> Self::Future;

@@ -255,3 +255,98 @@ async fn delay_mode_spaces_a_burst_at_the_rate_instead_of_passing_it_at_once() {
         1
     );
 }
+
+/// A store that answers after a pause, as a shared store would, and can be
+/// made to fail.
+struct SlowStore {
+    memory: MemoryStore,
+    down: bool,
+}
+
+impl seaworthy_layers::store::Store for SlowStore {
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = Result<
+                        seaworthy_layers::Decision,
+                        seaworthy_layers::store::StoreError,
+                    >,
+                > + Send,
+        >,
+    >;
+
+    fn check(&self, key: seaworthy_layers::store::Key, quota: &Quota, cost: u32) -> Self::Future {
+        let answer = self.memory.check_now(key, quota, cost);
+        let down = self.down;
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if down {
+                Err(seaworthy_layers::store::StoreError(
+                    "connection refused".into(),
+                ))
+            } else {
+                Ok(answer)
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_answers_later_decides_the_same_and_one_that_is_down_fails_open() {
+    let store = SlowStore {
+        memory: MemoryStore::new(1000),
+        down: false,
+    };
+    let layer = RateLimitLayer::with_store(
+        Policy::new(
+            "shared",
+            Quota::per_minute(10).burst(2),
+            KeyBy::ClientIp { ipv6_prefix: 64 },
+        ),
+        store,
+    );
+    let mut service = ServiceBuilder::new().layer(layer).service(ok());
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        statuses.push(
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(request("192.0.2.7", "/"))
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::TOO_MANY_REQUESTS,
+            StatusCode::TOO_MANY_REQUESTS
+        ]
+    );
+
+    let down = SlowStore {
+        memory: MemoryStore::new(1000),
+        down: true,
+    };
+    let layer = RateLimitLayer::with_store(
+        Policy::new("shared", Quota::per_hour(1), KeyBy::Global),
+        down,
+    );
+    let mut service = ServiceBuilder::new().layer(layer).service(ok());
+    for _ in 0..3 {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("192.0.2.7", "/"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
