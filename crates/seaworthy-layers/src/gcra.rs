@@ -10,7 +10,9 @@ use std::time::Duration;
 /// fresh key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota {
-    /// Nanoseconds between two requests at the steady rate.
+    /// Nanoseconds between two requests at the steady rate, in whole
+    /// microseconds (at least 1 µs: at most a million requests a second per
+    /// key).
     interval: u64,
     burst: u32,
     count: u32,
@@ -22,8 +24,11 @@ impl Quota {
     pub fn new(count: u32, period: Duration) -> Self {
         let count = count.max(1);
         let nanos = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
+        // Whole microseconds (the store keeps state in them): rounding moves
+        // a rate of 1000/s by at most 0.05 %.
+        let interval = (nanos / u64::from(count) + 500) / 1000 * 1000;
         Quota {
-            interval: (nanos / u64::from(count)).max(1),
+            interval: interval.max(1000),
             burst: 0,
             count,
             period,
