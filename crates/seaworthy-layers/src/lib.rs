@@ -70,7 +70,8 @@
 //! The in-memory [`MemoryStore`](store::MemoryStore) is a fixed table of
 //! 8-way sets, 24 bytes a key, allocated once: a flood of ten million
 //! distinct keys cannot grow it, and a client that keeps sending keeps its
-//! state. The clock is monotonic (`Instant`), never a TSC, and injectable.
+//! state. The clock is monotonic (`CLOCK_MONOTONIC_COARSE` on Linux, never a
+//! TSC) and injectable.
 //! The [`Store`](store::Store) trait is the seam for a shared store.
 //!
 //! # Security headers
