@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use seaworthy::health::{Check, CheckResult, HealthRegistry, HealthService, Probe};
+use seaworthy_benches::runtime;
 
 const NAMES: [&str; 20] = [
     "c00", "c01", "c02", "c03", "c04", "c05", "c06", "c07", "c08", "c09", "c10", "c11", "c12",
@@ -36,14 +37,6 @@ fn registry(delay: Duration, ttl: Duration) -> HealthRegistry {
         );
     }
     builder.build().expect("valid checks")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 fn in_process(c: &mut Criterion) {

@@ -5,6 +5,20 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+/// A multi-thread tokio runtime with two workers, for criterion's async
+/// benches.
+///
+/// # Panics
+///
+/// When the runtime cannot start.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Runs `wrk -t1 -cCONNECTIONS -dSECONDS --latency` against `http://addr/`
 /// and returns requests per second and the p99 latency.
 ///
