@@ -67,10 +67,10 @@
 //! (draft 11), optionally on successes too; shadow mode counts without
 //! refusing; `OPTIONS` and chosen paths are skipped.
 //!
-//! The in-memory [`MemoryStore`](store::MemoryStore) is a fixed table of
-//! 8-way sets, 24 bytes a key, allocated once: a flood of ten million
-//! distinct keys cannot grow it, and a client that keeps sending keeps its
-//! state. The clock is monotonic (`CLOCK_MONOTONIC_COARSE` on Linux, never a
+//! The in-memory [`MemoryStore`](store::MemoryStore) is a table of 8-way
+//! sets, 24 bytes a key, that grows with the keys up to a fixed cap: a
+//! flood of ten million distinct keys cannot take it past the cap, and a
+//! client that keeps sending keeps its state. The clock is monotonic (`CLOCK_MONOTONIC_COARSE` on Linux, never a
 //! TSC) and injectable.
 //! The [`Store`](store::Store) trait is the seam for a shared store.
 //!

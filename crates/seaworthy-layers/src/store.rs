@@ -119,22 +119,24 @@ pub trait Store: Send + Sync + 'static {
 
 /// The in-memory store: sharded, bounded, and self-cleaning.
 ///
-/// A fixed table of `capacity` slots (rounded up to a power of two), each
-/// 24 bytes: a 16-byte key and one word of state, allocated once. A key
-/// goes to one set of 8 slots, picked by a hash under secret random seeds
-/// (so a client cannot aim at a set). A key whose theoretical arrival time has
-/// passed carries no state (a new key would be decided the same way), so
-/// its slot is free; when every slot of the set is in use, the least
-/// recently seen key of the set gives way, so keys that keep sending keep
-/// their state. Memory is `capacity × 24` bytes whatever arrives: a flood
-/// of distinct keys only churns the sets, and no sweep is ever needed.
+/// A table of 8-slot sets, each slot 24 bytes: a 16-byte key and one word
+/// of state. A key goes to one set, picked by a hash under secret random
+/// seeds (so a client cannot aim at a set). A key whose theoretical arrival
+/// time has passed carries no state (a new key would be decided the same
+/// way), so its slot is free. Each of the 64 shards starts with 4 sets and
+/// doubles when a set overflows, up to its share of `capacity` (rounded up
+/// to a power of two): a few thousand keys stay in cache, and memory never
+/// exceeds `capacity × 24` bytes. At the cap, the least recently seen key
+/// of a full set gives way, so keys that keep sending keep their state; a
+/// flood of distinct keys only churns the sets, and no sweep is ever
+/// needed.
 ///
 /// A key's state is its theoretical arrival time in microseconds (48 bits:
 /// 8.9 years of uptime), rounded up so that debt is never forgotten, and
 /// the second it was last seen (16 bits, for eviction).
 pub struct MemoryStore {
-    shards: Box<[Mutex<Box<[Slot]>>]>,
-    /// Sets per shard, a power of two.
+    shards: Box<[Mutex<Vec<Slot>>]>,
+    /// The most sets per shard, a power of two.
     sets: usize,
     /// Random keys of the set hash, drawn from the OS at start.
     seeds: [u64; 2],
@@ -149,6 +151,8 @@ struct Slot {
 
 const SHARDS: usize = 64;
 const WAYS: usize = 8;
+/// Sets a shard starts with.
+const INITIAL_SETS: usize = 4;
 /// The key that marks an empty slot (a real key equal to it is moved).
 const EMPTY: Key = [0, 0];
 
@@ -162,8 +166,10 @@ impl MemoryStore {
     /// The same, on `clock`.
     pub fn with_clock(capacity: usize, clock: Arc<dyn Clock>) -> Self {
         let sets = capacity.div_ceil(SHARDS * WAYS).max(1).next_power_of_two();
+        // Each shard starts with a few sets and doubles when a set
+        // overflows, up to `sets`: a few thousand keys stay in cache.
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(vec![Slot::default(); sets * WAYS].into_boxed_slice()))
+            .map(|_| Mutex::new(vec![Slot::default(); sets.min(INITIAL_SETS) * WAYS]))
             .collect();
         let random = RandomState::new();
         MemoryStore {
@@ -209,12 +215,15 @@ impl MemoryStore {
         let seen = (now / 1_000_000_000) as u16;
         let hash = self.set_hash(key);
         let shard = (hash >> 58) as usize % SHARDS;
-        let set = (hash as usize) & (self.sets - 1);
         let mut slots = self.shards[shard]
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let set = &mut slots[set * WAYS..(set + 1) * WAYS];
-        if let Some(slot) = set.iter_mut().find(|slot| slot.key == key) {
+        let sets = slots.len() / WAYS;
+        let set = (hash as usize) & (sets - 1);
+        let found = slots[set * WAYS..(set + 1) * WAYS]
+            .iter_mut()
+            .find(|slot| slot.key == key);
+        if let Some(slot) = found {
             let mut tat = unpack(slot.state);
             let decision = quota.check(&mut tat, now, cost);
             slot.state = pack(tat, seen);
@@ -223,25 +232,61 @@ impl MemoryStore {
         let mut tat = 0;
         let decision = quota.check(&mut tat, now, cost);
         if decision.allowed {
-            // A free slot: empty, or holding a key with no debt left; else
-            // the least recently seen of the set.
-            let slot = match set
-                .iter()
-                .position(|slot| slot.key == EMPTY || unpack(slot.state) <= now)
-            {
-                Some(free) => free,
-                None => set
-                    .iter()
-                    .enumerate()
-                    .max_by_key(|(_, slot)| seen.wrapping_sub(slot.state as u16))
-                    .map_or(0, |(index, _)| index),
-            };
-            set[slot] = Slot {
+            let fresh = Slot {
                 key,
                 state: pack(tat, seen),
             };
+            self.insert(&mut slots, hash, fresh, now, seen);
         }
         decision
+    }
+
+    /// Puts a new key in its set: a free slot (empty, or a key with no debt
+    /// left); else, while the shard may grow, doubles it; else the least
+    /// recently seen key of the set gives way.
+    fn insert(&self, slots: &mut Vec<Slot>, hash: u64, fresh: Slot, now: u64, seen: u16) {
+        loop {
+            let sets = slots.len() / WAYS;
+            let set = (hash as usize) & (sets - 1);
+            let set = &mut slots[set * WAYS..(set + 1) * WAYS];
+            if let Some(free) = set
+                .iter_mut()
+                .find(|slot| slot.key == EMPTY || unpack(slot.state) <= now)
+            {
+                *free = fresh;
+                return;
+            }
+            if sets < self.sets {
+                self.grow(slots, now);
+                continue;
+            }
+            let victim = set
+                .iter_mut()
+                .max_by_key(|slot| seen.wrapping_sub(slot.state as u16))
+                .expect("a set has slots");
+            *victim = fresh;
+            return;
+        }
+    }
+
+    /// Doubles a shard's sets; each old set splits into two, so no key is
+    /// lost, and keys with no debt left are dropped on the way.
+    fn grow(&self, slots: &mut Vec<Slot>, now: u64) {
+        let sets = slots.len() / WAYS * 2;
+        let mut grown = vec![Slot::default(); sets * WAYS];
+        for slot in slots
+            .iter()
+            .filter(|slot| slot.key != EMPTY && unpack(slot.state) > now)
+        {
+            let set = (self.set_hash(slot.key) as usize) & (sets - 1);
+            if let Some(free) = grown[set * WAYS..(set + 1) * WAYS]
+                .iter_mut()
+                .find(|slot| slot.key == EMPTY)
+            {
+                *free = *slot;
+            }
+        }
+        *slots = grown;
     }
 }
 
