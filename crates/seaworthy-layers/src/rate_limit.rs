@@ -409,19 +409,21 @@ where
             return ResponseFuture::inner(self.inner.call(request), None);
         }
         let cost = config.cost.as_ref().map_or(1, |cost| cost(&head(&request)));
-        let mut keys = (0..config.policies.len())
-            .filter_map(|index| Some((index, config.key(index, &request)?)))
-            .collect::<Vec<(usize, Key)>>()
-            .into_iter();
         // In order, stopping at the first refusal: a request refused by one
         // policy does not use up the next ones. A store that answers at once
         // (the memory store) is decided here, with no allocation; one that
         // must wait (a shared store) continues in a task-like future.
         let mut tally = Tally::default();
         let mut pending = None;
+        let mut next = 0;
         if !config.delay {
             let mut cx = Context::from_waker(std::task::Waker::noop());
-            for (index, key) in keys.by_ref() {
+            while next < config.policies.len() {
+                let index = next;
+                next += 1;
+                let Some(key) = config.key(index, &request) else {
+                    continue;
+                };
                 let mut check = config.store.check(key, &config.policies[index].quota, cost);
                 match Pin::new(&mut check).poll(&mut cx) {
                     Poll::Ready(answer) => {
@@ -445,6 +447,15 @@ where
                 );
             }
         }
+        // The policies not checked yet (all of them in delay mode; none
+        // after a refusal).
+        let keys: Vec<(usize, Key)> = if tally.rejected.is_some() {
+            Vec::new()
+        } else {
+            (next..config.policies.len())
+                .filter_map(|index| Some((index, config.key(index, &request)?)))
+                .collect()
+        };
         // The slow path: waiting on the store, or holding to the rate.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
