@@ -61,17 +61,17 @@ impl Child {
     pub fn example_with_args(name: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
         let mut command = Command::new(example_path(name));
         command.args(args);
-        command
-            .env("RUST_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        command.env("RUST_LOG", "info").envs(env.iter().copied());
         Child::spawn(command)
     }
 
-    /// Starts `command`, which must pipe stdout and stderr.
+    /// Starts `command` with no standard input and its output read line by
+    /// line.
     pub fn spawn(mut command: Command) -> Child {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = command.spawn().expect("the child starts");
         let (sender, lines) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout is piped");

@@ -3,7 +3,7 @@
 //! descriptors free up.
 
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,10 +20,7 @@ fn emfile_backs_off_without_spinning_and_recovers() {
         .arg(example_path("production"))
         .env("RUST_LOG", "info")
         .env("PORT", "0")
-        .env("SHUTDOWN_DRAIN_DELAY", "0s")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("SHUTDOWN_DRAIN_DELAY", "0s");
     let mut child = Child::spawn(command);
     let addr = listening_addr(&child.wait_for_line("listening on http", GENEROUS));
 

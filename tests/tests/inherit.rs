@@ -2,7 +2,7 @@
 //! and a parent that builds `LISTEN_FDS` itself, names included.
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use seaworthy_tests::http1::Conn;
@@ -60,10 +60,7 @@ fn pass_fds(mode: &str, env: &[(&str, &str)]) -> Child {
         .args(["-c", PASS_FDS, mode])
         .arg(example_path("production"))
         .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .envs(env.iter().copied());
     Child::spawn(command)
 }
 
@@ -125,10 +122,7 @@ fn systemd_socket_activate_hands_its_socket_over() {
         .arg(format!("--listen={addr}"))
         .arg("--fdname=http")
         .args(["-E", "RUST_LOG=info", "-E", "SHUTDOWN_DRAIN_DELAY=0s"])
-        .arg(example_path("production"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .arg(example_path("production"));
     let mut child = Child::spawn(command);
     child.wait_for_line("Listening on", GENEROUS);
 
