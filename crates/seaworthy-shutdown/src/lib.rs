@@ -22,7 +22,10 @@
 //!
 //! A second signal skips what is left of the drain delay and the connection
 //! drain, and gives workers only a short grace. A third exits the process at
-//! once with status 130.
+//! once with status 130. Signals are counted apart from programmatic
+//! triggers: after [`Shutdown::trigger`], the first signal is logged and the
+//! second forces. A shutdown for [`ShutdownReason::Upgrade`] skips the drain
+//! delay (the new process owns the listening socket and its queue).
 //!
 //! Other components take part through the token, without this crate knowing
 //! them: a health endpoint fails readiness while

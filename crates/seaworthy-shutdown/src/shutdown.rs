@@ -3,7 +3,7 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -18,10 +18,10 @@ use crate::report::{HookFailure, HookFailureKind, PhaseTiming, ShutdownReport, S
 use crate::task::{Running, catch_panic, error_chain};
 use crate::{BuildError, Phase, ShutdownReason, ShutdownToken, Signal, TaskFailure};
 
-/// `Inner::level`: how far the triggers have escalated.
-const RUNNING: u8 = 0;
-const TRIGGERED: u8 = 1;
-const FORCED: u8 = 2;
+/// `Inner::signals`: how many signals have arrived (saturating at 3).
+const FIRST_SIGNAL: u8 = 0;
+const SECOND_SIGNAL: u8 = 1;
+const MOST_SIGNALS: u8 = 3;
 
 type HookFn = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
@@ -35,7 +35,11 @@ struct Hook {
 pub(crate) struct Inner {
     budget: Budget,
     exit_on_third_signal: bool,
-    level: AtomicU8,
+    /// Whether a trigger (signal, call or failure) has started the shutdown.
+    started: AtomicBool,
+    /// Signals received, counted apart from programmatic triggers: an
+    /// upgrade's drain is not forced by the first SIGTERM that follows it.
+    signals: AtomicU8,
     reason: OnceLock<ShutdownReason>,
     /// Fires on the first trigger.
     triggered: CancellationToken,
@@ -63,14 +67,14 @@ impl Inner {
     }
 
     pub(crate) fn is_triggered(&self) -> bool {
-        self.level.load(Ordering::Acquire) != RUNNING
+        self.started.load(Ordering::Acquire)
     }
 
     /// Starts the shutdown if none has started. Returns whether this call did.
     pub(crate) fn trigger(&self, reason: ShutdownReason) -> bool {
         if self
-            .level
-            .compare_exchange(RUNNING, TRIGGERED, Ordering::AcqRel, Ordering::Acquire)
+            .started
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             tracing::debug!(%reason, "shutdown already under way; trigger ignored");
@@ -87,17 +91,35 @@ impl Inner {
         self.triggered.cancel();
     }
 
-    /// One more signal: trigger, then force, then exit.
+    /// One more signal: trigger, then force, then exit. Signals are counted
+    /// apart from programmatic triggers: a SIGTERM during a drain started
+    /// by a call (an upgrade) asks for what is already happening, so it is
+    /// the first signal, and a second one forces.
     pub(crate) fn on_signal(&self, signal: Signal) {
         let previous = self
-            .level
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |level| {
-                Some(level.saturating_add(1).min(FORCED + 1))
+            .signals
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |count| {
+                Some(count.saturating_add(1).min(MOST_SIGNALS))
             })
-            .unwrap_or_else(|level| level);
+            .unwrap_or_else(|count| count);
         match previous {
-            RUNNING => self.start(ShutdownReason::Signal(signal)),
-            TRIGGERED => {
+            FIRST_SIGNAL => {
+                if self
+                    .started
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    self.start(ShutdownReason::Signal(signal));
+                } else {
+                    tracing::info!(
+                        %signal,
+                        reason = %self.reason().map(|reason| reason.to_string()).unwrap_or_default(),
+                        "signal during a shutdown already under way: the drain goes on; \
+                         another signal forces it"
+                    );
+                }
+            }
+            SECOND_SIGNAL => {
                 tracing::warn!(
                     %signal,
                     "second signal: forcing shutdown, skipping the rest of the drain"
@@ -212,7 +234,8 @@ impl Shutdown {
         let inner = Arc::new(Inner {
             budget,
             exit_on_third_signal: builder.exit_on_third_signal,
-            level: AtomicU8::new(RUNNING),
+            started: AtomicBool::new(false),
+            signals: AtomicU8::new(FIRST_SIGNAL),
             reason: OnceLock::new(),
             triggered: CancellationToken::new(),
             forced: CancellationToken::new(),
@@ -355,7 +378,10 @@ impl Shutdown {
 
         // Draining: readiness fails, listeners still accept.
         clock.enter(Phase::Draining);
-        if !budget.drain_delay.is_zero() {
+        // An upgrade hands the listening socket, queue and all, to the new
+        // process: no load balancer has to learn anything, so no delay.
+        let upgrade = inner.reason() == Some(ShutdownReason::Upgrade);
+        if !budget.drain_delay.is_zero() && !upgrade {
             tokio::select! {
                 () = sleep_until(start + budget.drain_delay) => {}
                 () = inner.forced.cancelled() => {}
@@ -575,6 +601,9 @@ mod tests {
         let wait = tokio::spawn(shutdown.wait());
         token.cancelled().await;
         tokio::time::sleep(SECOND).await;
+        // After a programmatic trigger, the first signal asks for what is
+        // happening already; the second forces.
+        inner.on_signal(Signal::Int);
         inner.on_signal(Signal::Int);
         let report = wait.await.unwrap();
 
@@ -603,21 +632,32 @@ mod tests {
         for _ in 0..5 {
             inner.on_signal(Signal::Quit);
         }
-        assert_eq!(inner.level.load(Ordering::Acquire), FORCED + 1);
+        assert_eq!(inner.signals.load(Ordering::Acquire), MOST_SIGNALS);
         let report = shutdown.wait().await;
         assert_eq!(report.reason(), &ShutdownReason::Signal(Signal::Quit));
         assert!(report.is_forced());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_signal_after_a_programmatic_trigger_forces() {
+    async fn a_signal_after_a_programmatic_trigger_is_the_first_signal() {
         let shutdown = builder().build().unwrap();
         let inner = Arc::clone(&shutdown.inner);
         shutdown.trigger(ShutdownReason::Upgrade);
         inner.on_signal(Signal::Term);
+        assert!(!inner.forced.is_cancelled(), "one signal must not force");
+        inner.on_signal(Signal::Term);
+        assert!(inner.forced.is_cancelled(), "the second signal forces");
         let report = shutdown.wait().await;
         assert_eq!(report.reason(), &ShutdownReason::Upgrade);
         assert!(report.is_forced());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_upgrade_skips_the_drain_delay() {
+        let shutdown = builder().drain_delay(20 * SECOND).build().unwrap();
+        shutdown.trigger(ShutdownReason::Upgrade);
+        let report = shutdown.wait().await;
         assert_eq!(report.phase_duration(Phase::Draining), Some(Duration::ZERO));
+        assert!(report.is_clean(), "{report}");
     }
 }
