@@ -19,6 +19,8 @@
 //! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once; past it, accept waits |
+//! | `UPGRADE_TIMEOUT` | `30s` | how long the new process of an upgrade has to become ready before it is killed |
+//! | `UPGRADE_SOCKET` | (none) | a Unix socket path: a new process started by a supervisor asks the running one there for its sockets (hand-off without exec) |
 //!
 //! Every variable is read with seaworthy-config: a bad environment stops the
 //! start before anything binds, with exit code 78 and one error naming
@@ -39,9 +41,17 @@
 //! (non-critical, every 10 s), and Redis's host when `REDIS_URL` is set.
 //!
 //! Signals: `SIGTERM` or `SIGINT` drain (a second forces, a third exits 130).
+//! `SIGUSR2` upgrades in place: the executable (the file at this process's
+//! path, so a deploy that replaced it starts the new version) is started
+//! with the listening socket, prints its own `listening on` line once its
+//! readiness passes, and only then this process stops accepting and drains.
+//! A new process that fails or is not ready within `UPGRADE_TIMEOUT` is
+//! killed; this one keeps serving. With `NOTIFY_SOCKET` set (systemd
+//! `Type=notify`), systemd hears READY, RELOADING, MAINPID and STOPPING.
 //!
 //! Exit codes: those of the shutdown report (0, 1, 124, 130), 78 for a bad
-//! variable, 69 when the address cannot be bound.
+//! variable, 69 when the address cannot be bound (or a hand-over was
+//! refused).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -55,7 +65,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use seaworthy::config::{Loader, Secret};
 use seaworthy::health::{
-    Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, checks,
+    Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, Probe, Status, checks,
 };
 use seaworthy::layers::client_ip::{ClientIpService, IpNet};
 use seaworthy::layers::tower_http::catch_panic::{
@@ -66,7 +76,8 @@ use seaworthy::layers::{
     ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
     SecurityHeadersLayer, TrustedProxies,
 };
-use seaworthy::listener::{Bind, ConnectionInfo, Listener, Server};
+use seaworthy::listener::upgrade::Upgrader;
+use seaworthy::listener::{Bind, ConnectionInfo, Server};
 use seaworthy::shutdown::Shutdown;
 use seaworthy_examples::{EX_CONFIG, init_tracing};
 use tower::ServiceBuilder;
@@ -100,6 +111,9 @@ struct Settings {
     #[serde(with = "seaworthy::config::duration")]
     header_read_timeout: Duration,
     max_connections: usize,
+    #[serde(with = "seaworthy::config::duration")]
+    upgrade_timeout: Duration,
+    upgrade_socket: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -119,6 +133,8 @@ impl Default for Settings {
             redis_url: None,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            upgrade_timeout: Duration::from_secs(30),
+            upgrade_socket: None,
         }
     }
 }
@@ -341,7 +357,19 @@ async fn main() -> ExitCode {
         }
     };
 
-    let listener = match Listener::inherit_or_bind("http", Bind::tcp(addr)) {
+    // Takes over the sockets of the process this one replaces, if any.
+    let mut upgrader = Upgrader::builder().ready_timeout(settings.upgrade_timeout);
+    if let Some(path) = &settings.upgrade_socket {
+        upgrader = upgrader.handoff_socket(path);
+    }
+    let upgrader = match upgrader.build(&shutdown.token()) {
+        Ok(upgrader) => upgrader,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let listener = match upgrader.listener("http", Bind::tcp(addr)) {
         Ok(listener) => listener,
         Err(err) => {
             let cause = err
@@ -381,7 +409,7 @@ async fn main() -> ExitCode {
             .and_then(|info| info.peer_addr().as_tcp())
             .is_some_and(|peer| peer.ip().is_loopback())
     });
-    let probes = HealthService::new(health).authorizer(details);
+    let probes = HealthService::new(health.clone()).authorizer(details);
 
     let server = Server::new()
         .header_read_timeout(settings.header_read_timeout)
@@ -391,10 +419,23 @@ async fn main() -> ExitCode {
         server.serve(listener, app(probes, &settings), shutdown.token()),
     );
 
-    println!(
-        "listening on http://{listening} (pid {})",
-        std::process::id()
-    );
+    // Ready means readiness passes, not merely bound: only then does an
+    // upgrade's old process stop accepting.
+    let token = shutdown.token();
+    while !token.is_shutting_down() && health.check(Probe::Readiness).await.status() == Status::Fail
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !token.is_shutting_down() {
+        if let Err(err) = upgrader.ready().await {
+            eprintln!("{err}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+        println!(
+            "listening on http://{listening} (pid {})",
+            std::process::id()
+        );
+    }
     let report = shutdown.wait().await;
     std::process::exit(report.exit_code());
 }

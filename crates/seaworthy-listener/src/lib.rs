@@ -111,6 +111,8 @@ mod server;
 mod sys;
 #[cfg(unix)]
 pub mod systemd;
+#[cfg(unix)]
+pub mod upgrade;
 
 pub use addr::Addr;
 pub use bind::Bind;

@@ -29,6 +29,12 @@ pub enum Source {
         /// Its position among the passed sockets.
         index: usize,
     },
+    /// Handed over by the process this one replaces, in an upgrade
+    /// ([`Upgrader`](crate::upgrade::Upgrader)).
+    Handoff {
+        /// The name the old process gave it.
+        name: String,
+    },
 }
 
 /// A listening socket, whatever its source: bound here
@@ -43,6 +49,14 @@ pub enum Source {
 pub struct Listener {
     inner: Inner,
     source: Source,
+    /// Whether this process is the socket's only user once it closes it
+    /// (bound here, or handed down from a process that bound it): only
+    /// then may a filter go on it.
+    exclusive: bool,
+    /// Until it fires, accepting waits: an upgraded process takes no
+    /// connection before the old one has handed over.
+    #[cfg(unix)]
+    gate: Option<tokio_util::sync::CancellationToken>,
     backoff: Backoff,
     /// An open descriptor kept in reserve: released when descriptors run
     /// out, so that one queued connection can be accepted and closed.
@@ -138,6 +152,7 @@ impl Listener {
         let socket = Socket::from(fd);
         let described = match &source {
             Source::Systemd { name, index } => format!("systemd socket {name:?} (index {index})"),
+            Source::Handoff { name } => format!("socket {name:?} from the previous process"),
             Source::Bound => "socket".to_owned(),
         };
         let invalid = |why: &str, err: Option<io::Error>| {
@@ -181,7 +196,10 @@ impl Listener {
         let inner = Inner::Tcp(tokio::net::TcpListener::from_std(socket.into())?);
         Ok(Listener {
             inner,
+            exclusive: source == Source::Bound,
             source,
+            #[cfg(unix)]
+            gate: None,
             backoff: Backoff::default(),
             #[cfg(unix)]
             reserve: std::fs::File::open("/dev/null").ok(),
@@ -215,6 +233,11 @@ impl Listener {
     ///
     /// Cancel safe: a connection is never lost by dropping the future.
     pub async fn accept(&mut self) -> (Stream, Addr) {
+        #[cfg(unix)]
+        if let Some(gate) = &self.gate {
+            gate.cancelled().await;
+            self.gate = None;
+        }
         loop {
             match self.accept_once().await {
                 Ok(accepted) => {
@@ -230,6 +253,9 @@ impl Listener {
     /// direct non-blocking `accept(2)` (not tokio's readiness, which may
     /// not have seen it yet): `None` when the queue is empty.
     pub(crate) fn accept_nonblocking(&self) -> Option<(Stream, Addr)> {
+        if self.is_gated() {
+            return None;
+        }
         match &self.inner {
             Inner::Tcp(listener) => {
                 let (socket, peer) = socket2::SockRef::from(listener).accept().ok()?;
@@ -261,7 +287,7 @@ impl Listener {
     /// with systemd would outlive this process. Linux TCP only; returns
     /// whether the filter is in place.
     pub(crate) fn refuse_new_handshakes(&self) -> bool {
-        if self.source != Source::Bound {
+        if !self.exclusive || self.is_gated() {
             return false;
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
@@ -283,6 +309,33 @@ impl Listener {
             };
         }
         false
+    }
+
+    /// Whether accepting still waits for an upgrade's hand-over.
+    fn is_gated(&self) -> bool {
+        #[cfg(unix)]
+        if let Some(gate) = &self.gate {
+            return !gate.is_cancelled();
+        }
+        false
+    }
+
+    /// Makes accepting wait for `gate`, and says whether the socket is this
+    /// process's alone once it closes it (for an upgrade's hand-over).
+    #[cfg(unix)]
+    pub(crate) fn set_handoff(
+        &mut self,
+        gate: tokio_util::sync::CancellationToken,
+        exclusive: bool,
+    ) {
+        self.gate = Some(gate);
+        self.exclusive = exclusive;
+    }
+
+    /// Whether a filter may go on the socket (see `refuse_new_handshakes`).
+    #[cfg(unix)]
+    pub(crate) fn is_exclusive(&self) -> bool {
+        self.exclusive
     }
 
     async fn accept_once(&mut self) -> io::Result<(Stream, Addr)> {

@@ -15,7 +15,7 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use seaworthy_shutdown::{Phase, ShutdownToken};
+use seaworthy_shutdown::{Phase, ShutdownReason, ShutdownToken};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -66,7 +66,10 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 /// When accepting stops, a socket this process bound first refuses new
 /// handshakes (a socket filter drops SYNs on Linux), then the connections
 /// already queued in the kernel are accepted and served, so none is reset
-/// with the socket.
+/// with the socket. When the shutdown's reason is
+/// [`ShutdownReason::Upgrade`], the socket and its queue belong to the new
+/// process: accepting stops at once (no drain delay), with no filter and no
+/// sweep, and the open connections drain as above.
 ///
 /// An upgraded connection (a WebSocket) belongs to its handler once
 /// upgraded: it holds the drain open until it closes, and is counted as cut
@@ -273,10 +276,14 @@ impl Server {
         // new handshakes refused, the queue can be emptied for good: sweep
         // until it has stayed empty a little while (handshakes already under
         // way complete within a round trip).
-        let filtered = listener.refuse_new_handshakes();
+        //
+        // After an upgrade, the socket and its queue belong to the new
+        // process: no filter, no sweep.
+        let handed_over = token.reason() == Some(ShutdownReason::Upgrade);
+        let filtered = !handed_over && listener.refuse_new_handshakes();
         let mut swept = 0;
         let mut quiet = 0;
-        for _ in 0..SWEEP_ROUNDS {
+        for _ in 0..if handed_over { 0 } else { SWEEP_ROUNDS } {
             let mut found = 0;
             while let Some((stream, peer)) = listener.accept_nonblocking() {
                 found += 1;
@@ -302,6 +309,7 @@ impl Server {
             addr = ?addr.as_ref().map(ToString::to_string),
             open = shared.counters.snapshot().open,
             swept,
+            handed_over,
             "stopped accepting"
         );
 

@@ -45,7 +45,14 @@ pub(crate) fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
 /// environment, so that child processes do not see sockets meant for this
 /// one (systemd's `sd_listen_fds(1)` does the same).
 pub(crate) fn remove_listen_env() {
-    for name in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+    remove_env(&["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"]);
+}
+
+/// Removes variables that described descriptors passed to this process (the
+/// socket-activation ones, the upgrade hand-over's), so that processes it
+/// starts do not see them.
+pub(crate) fn remove_env(names: &[&str]) {
+    for &name in names {
         // SAFETY: `remove_var` is unsafe because another thread may read the
         // environment at the same time through libc (`getenv`), outside
         // std's environment lock. This runs once, when the first inherited
@@ -53,6 +60,31 @@ pub(crate) fn remove_listen_env() {
         // do before spawning threads that read the environment through
         // libc; std's own readers take the lock and are safe.
         unsafe { std::env::remove_var(name) };
+    }
+}
+
+/// Lets `fds` survive the `exec` of `command`: in the child, between fork
+/// and exec, close-on-exec is cleared on exactly these descriptors. Every
+/// other descriptor of the process keeps its close-on-exec flag (std and
+/// tokio open all of theirs with it), so the new program inherits nothing
+/// else.
+pub(crate) fn keep_across_exec(command: &mut tokio::process::Command, fds: Vec<RawFd>) {
+    let clear = move || {
+        for &fd in &fds {
+            // SAFETY: fcntl(F_SETFD) changes only the descriptor's flags; it
+            // is async-signal-safe, so it may run between fork and exec.
+            if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe work is allowed: it calls fcntl(2) alone, reads a
+    // vector built before the fork, and neither allocates nor locks
+    // (`last_os_error` reads errno).
+    unsafe {
+        command.pre_exec(clear);
     }
 }
 

@@ -1,0 +1,474 @@
+//! The hand-over protocol between the old and the new process.
+//!
+//! By exec: the old process sets `SEAWORTHY_UPGRADE_FDS`
+//! (`fd:name:exclusive,...`), `SEAWORTHY_UPGRADE_CONTROL` (the new
+//! process's end of a socket pair) and `SEAWORTHY_UPGRADE_PARENT` (its own
+//! pid, so that a grandchild that inherited the variables by mistake
+//! ignores them). Through the hand-off socket: the old process sends
+//! `fds name:exclusive,...` with the descriptors attached (`SCM_RIGHTS`),
+//! or `busy <why>`.
+//!
+//! Then, on the control channel, the new process writes `ready <pid>`, and
+//! the old one answers `go` (it drains now) or `abort <why>` (the new
+//! process must exit). End of file instead of an answer means the old
+//! process is gone: the new one serves.
+
+use std::io::{self, IoSliceMut};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use seaworthy_shutdown::{Phase, ShutdownReason, ShutdownToken};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+
+use super::{Passed, UpgradeError, Upgrader, notify};
+use crate::Error;
+
+pub(crate) const ENV_FDS: &str = "SEAWORTHY_UPGRADE_FDS";
+pub(crate) const ENV_CONTROL: &str = "SEAWORTHY_UPGRADE_CONTROL";
+pub(crate) const ENV_PARENT: &str = "SEAWORTHY_UPGRADE_PARENT";
+
+/// The most descriptors one hand-over carries.
+const MAX_FDS: usize = 64;
+
+/// What a new process receives: the sockets and the control channel.
+pub(crate) type Handed = (Vec<Passed>, Option<StdUnixStream>);
+
+/// `fd:name:exclusive,...` for the descriptors still held.
+pub(crate) fn describe(passing: &[Passed]) -> String {
+    passing
+        .iter()
+        .filter_map(|passed| {
+            let fd = passed.fd.as_ref()?.as_raw_fd();
+            Some(format!(
+                "{fd}:{}:{}",
+                passed.name,
+                u8::from(passed.exclusive)
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses `fd:name:exclusive,...` (or, with `with_fd` false,
+/// `name:exclusive,...`).
+pub(crate) fn parse(list: &str, with_fd: bool) -> Result<Vec<(RawFd, String, bool)>, String> {
+    if list.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .enumerate()
+        .map(|(index, entry)| {
+            let mut parts = entry.trim().split(':');
+            let fd = if with_fd {
+                parts
+                    .next()
+                    .and_then(|fd| fd.parse::<RawFd>().ok())
+                    .filter(|fd| *fd >= 0)
+                    .ok_or_else(|| format!("entry {entry:?} has no descriptor number"))?
+            } else {
+                RawFd::try_from(index).unwrap_or(RawFd::MAX)
+            };
+            let name = parts
+                .next()
+                .filter(|name| !name.is_empty())
+                .ok_or_else(|| format!("entry {entry:?} has no name"))?;
+            let exclusive = match parts.next() {
+                Some("1") => true,
+                Some("0") => false,
+                _ => return Err(format!("entry {entry:?} has no 0/1 flag")),
+            };
+            if parts.next().is_some() {
+                return Err(format!("entry {entry:?} has too many fields"));
+            }
+            Ok((fd, name.to_owned(), exclusive))
+        })
+        .collect()
+}
+
+/// The sockets and channel an old process passed by exec, if this process
+/// was started by an upgrade.
+pub(crate) fn from_exec_env() -> Result<Option<Handed>, Error> {
+    let var = |name| std::env::var(name).ok();
+    let (fds, control, parent) = (var(ENV_FDS), var(ENV_CONTROL), var(ENV_PARENT));
+    if fds.is_none() && control.is_none() && parent.is_none() {
+        return Ok(None);
+    }
+    // Never passed on to this process's own children.
+    crate::sys::remove_env(&[ENV_FDS, ENV_CONTROL, ENV_PARENT]);
+    let invalid = |why: String| Error::environment(format!("invalid upgrade variables: {why}"));
+    let parent: u32 = parent
+        .as_deref()
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or_else(|| invalid(format!("{ENV_PARENT} is not a process id")))?;
+    if parent != std::os::unix::process::parent_id() {
+        tracing::warn!(
+            parent,
+            "upgrade variables name a process that is not this one's parent; ignoring them"
+        );
+        return Ok(None);
+    }
+    let control: RawFd = control
+        .as_deref()
+        .and_then(|fd| fd.trim().parse().ok())
+        .ok_or_else(|| invalid(format!("{ENV_CONTROL} is not a descriptor")))?;
+    let entries = parse(fds.as_deref().unwrap_or_default(), true).map_err(invalid)?;
+    let mut passed = Vec::with_capacity(entries.len());
+    for (fd, name, exclusive) in entries {
+        let fd = crate::sys::adopt_fd(fd).map_err(|err| {
+            Error::inherit(
+                format!("handed-over descriptor {fd} ({name:?}) is not open"),
+                Some(err),
+            )
+        })?;
+        // Not to leak into processes this one starts before taking it.
+        let _ = socket2::SockRef::from(&fd).set_cloexec(true);
+        passed.push(Passed {
+            name,
+            fd: Some(fd),
+            exclusive,
+        });
+    }
+    let control = crate::sys::adopt_fd(control).map_err(|err| {
+        Error::inherit(
+            "the upgrade control descriptor is not open".to_owned(),
+            Some(err),
+        )
+    })?;
+    let _ = socket2::SockRef::from(&control).set_cloexec(true);
+    Ok(Some((passed, Some(StdUnixStream::from(control)))))
+}
+
+/// Asks the process serving the hand-off socket at `path` for its sockets.
+/// `Ok(None)` when nothing serves there (a first start).
+pub(crate) fn request_handoff(path: &Path, timeout: Duration) -> Result<Option<Handed>, Error> {
+    let stream = match StdUnixStream::connect(path) {
+        Ok(stream) => stream,
+        Err(err)
+            if matches!(
+                err.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            tracing::debug!(path = %path.display(), "no process serves hand-overs; starting afresh");
+            return Ok(None);
+        }
+        Err(err) => {
+            return Err(Error::environment(format!(
+                "cannot reach the hand-off socket {}: {err}",
+                path.display()
+            )));
+        }
+    };
+    let failed = |why: String| {
+        Error::environment(format!("hand-over from {} failed: {why}", path.display()))
+    };
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|err| failed(err.to_string()))?;
+    let mut buf = [0_u8; 4096];
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
+    let (len, raw) = {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let message = recvmsg::<()>(
+            stream.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(|err| failed(format!("no answer: {err}")))?;
+        let mut raw = Vec::new();
+        for cmsg in message.cmsgs().map_err(|err| failed(err.to_string()))? {
+            if let ControlMessageOwned::ScmRights(fds) = cmsg {
+                raw.extend(fds);
+            }
+        }
+        (message.bytes, raw)
+    };
+    // Own every descriptor at once, so that an error closes them.
+    let mut fds = Vec::with_capacity(raw.len());
+    for fd in raw {
+        fds.push(crate::sys::adopt_fd(fd).map_err(|err| failed(err.to_string()))?);
+    }
+    let text = String::from_utf8_lossy(&buf[..len]);
+    let line = text.trim_end();
+    if let Some(why) = line.strip_prefix("busy") {
+        return Err(failed(format!("the old process refused:{why}")));
+    }
+    let list = line
+        .strip_prefix("fds")
+        .ok_or_else(|| failed(format!("unexpected answer {line:?}")))?;
+    let entries = parse(list.trim(), false).map_err(failed)?;
+    if entries.len() != fds.len() {
+        return Err(failed(format!(
+            "{} names for {} descriptors",
+            entries.len(),
+            fds.len()
+        )));
+    }
+    let passed = entries
+        .into_iter()
+        .zip(fds)
+        .map(|((_, name, exclusive), fd)| Passed {
+            name,
+            fd: Some(fd),
+            exclusive,
+        })
+        .collect();
+    let _ = stream.set_read_timeout(None);
+    tracing::info!(path = %path.display(), "received sockets through the hand-off socket");
+    Ok(Some((passed, Some(stream))))
+}
+
+/// The new process's side: says ready and waits for the answer.
+pub(crate) async fn report_ready(control: StdUnixStream) -> Result<(), Error> {
+    let io = |err: io::Error| Error::environment(format!("upgrade control channel: {err}"));
+    control.set_nonblocking(true).map_err(io)?;
+    let mut channel = Channel::new(UnixStream::from_std(control).map_err(io)?);
+    if let Err(err) = channel.send(&format!("ready {}", std::process::id())).await {
+        tracing::warn!(error = %err, "the previous process is gone; serving");
+        return Ok(());
+    }
+    match channel.line().await {
+        Some(line) if line == "go" => {
+            tracing::info!("the previous process handed over; accepting");
+            Ok(())
+        }
+        Some(line) => Err(Error::environment(format!(
+            "the previous process refused the hand-over: {}",
+            line.strip_prefix("abort ").unwrap_or(&line)
+        ))),
+        None => {
+            tracing::warn!("the previous process went away before answering; serving");
+            Ok(())
+        }
+    }
+}
+
+/// One side of the control channel, by lines.
+pub(crate) struct Channel {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+}
+
+impl Channel {
+    fn new(stream: UnixStream) -> Self {
+        let (reader, writer) = stream.into_split();
+        Channel {
+            reader: BufReader::new(reader),
+            writer,
+        }
+    }
+
+    async fn send(&mut self, line: &str) -> io::Result<()> {
+        self.writer.write_all(format!("{line}\n").as_bytes()).await
+    }
+
+    /// The next line; `None` at end of file or on error.
+    async fn line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line).await {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end().to_owned()),
+        }
+    }
+
+    /// Tells the new process to take over.
+    pub(crate) async fn go(&mut self) -> io::Result<()> {
+        self.send("go").await
+    }
+
+    /// Waits for `ready`, the new process's exit, the timeout, or this
+    /// process's own shutdown.
+    async fn await_ready(
+        &mut self,
+        child: Option<&mut tokio::process::Child>,
+        timeout: Duration,
+        token: &ShutdownToken,
+    ) -> Result<(), UpgradeError> {
+        let exited = async {
+            match child {
+                Some(child) => child.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            line = self.line() => match line {
+                Some(line) if line.starts_with("ready") => Ok(()),
+                _ => Err(UpgradeError::Closed),
+            },
+            status = exited => Err(match status {
+                Ok(status) => UpgradeError::Exited(status),
+                Err(err) => UpgradeError::Io(err),
+            }),
+            () = tokio::time::sleep(timeout) => Err(UpgradeError::TimedOut(timeout)),
+            () = token.reached(Phase::Draining) => Err(UpgradeError::Aborted),
+        }
+    }
+}
+
+/// The old process's side, by exec: waits for the child to report ready.
+pub(crate) async fn await_ready(
+    ours: StdUnixStream,
+    child: &mut tokio::process::Child,
+    timeout: Duration,
+    token: &ShutdownToken,
+) -> Result<Channel, UpgradeError> {
+    ours.set_nonblocking(true).map_err(UpgradeError::Io)?;
+    let mut channel = Channel::new(UnixStream::from_std(ours).map_err(UpgradeError::Io)?);
+    channel.await_ready(Some(child), timeout, token).await?;
+    Ok(channel)
+}
+
+/// Serves hand-overs at `path` until this process drains.
+pub(crate) fn serve_handoff(upgrader: Upgrader, path: PathBuf) {
+    tokio::spawn(async move {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot replace the hand-off socket; hand-overs off");
+                return;
+            }
+        }
+        let listener = match tokio::net::UnixListener::bind(&path) {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot bind the hand-off socket; hand-overs off");
+                return;
+            }
+        };
+        if let Err(err) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+            tracing::warn!(path = %path.display(), error = %err, "cannot restrict the hand-off socket; hand-overs off");
+            return;
+        }
+        let owner = std::fs::metadata(&path).map(|meta| meta.uid()).ok();
+        tracing::info!(path = %path.display(), "serving hand-overs");
+        let token = upgrader.token().clone();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = token.reached(Phase::Draining) => break,
+            };
+            let Ok((stream, _)) = accepted else { continue };
+            let upgrader = upgrader.clone();
+            tokio::spawn(async move { hand_over(&upgrader, stream, owner).await });
+        }
+        if token.reason() != Some(ShutdownReason::Upgrade) {
+            let _ = std::fs::remove_file(&path);
+        }
+    });
+}
+
+/// One hand-over to a process that asked through the hand-off socket.
+async fn hand_over(upgrader: &Upgrader, stream: UnixStream, owner: Option<u32>) {
+    let peer = stream.peer_cred().ok();
+    let pid = peer.and_then(|cred| cred.pid()).unwrap_or_default();
+    let pid = u32::try_from(pid).unwrap_or_default();
+    let mut channel = Channel::new(stream);
+    if peer.map(|cred| cred.uid()) != owner {
+        tracing::warn!(
+            pid,
+            "hand-over refused: the asking process runs as another user"
+        );
+        let _ = channel.send("busy another user").await;
+        return;
+    }
+    let claim = match upgrader.claim() {
+        Ok(claim) => claim,
+        Err(err) => {
+            tracing::warn!(pid, error = %err, "hand-over refused");
+            let _ = channel.send(&format!("busy {err}")).await;
+            return;
+        }
+    };
+    tracing::info!(pid, "hand-over: a new process asks for the sockets");
+    notify::send(&[notify::State::Reloading, notify::State::MonotonicNow]);
+    let result = async {
+        channel.send_fds(upgrader).await.map_err(UpgradeError::Io)?;
+        channel
+            .await_ready(None, upgrader.ready_timeout(), upgrader.token())
+            .await?;
+        notify::send(&[notify::State::MainPid(pid)]);
+        channel.go().await.map_err(UpgradeError::Io)
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            std::mem::forget(claim);
+            upgrader.token().trigger(ShutdownReason::Upgrade);
+            tracing::info!(pid, "hand-over: the new process took over; draining");
+        }
+        Err(err) => {
+            let _ = channel.send(&format!("abort {err}")).await;
+            notify::send(&[notify::State::Ready]);
+            tracing::warn!(pid, error = %err, "hand-over failed; still serving");
+        }
+    }
+}
+
+impl Channel {
+    /// Sends the names and, attached, the descriptors.
+    async fn send_fds(&mut self, upgrader: &Upgrader) -> io::Result<()> {
+        let (line, fds) = {
+            let passing = upgrader.passing();
+            let held: Vec<&Passed> = passing.iter().filter(|p| p.fd.is_some()).collect();
+            let names: Vec<String> = held
+                .iter()
+                .map(|p| format!("{}:{}", p.name, u8::from(p.exclusive)))
+                .collect();
+            let fds: Vec<RawFd> = held
+                .iter()
+                .filter_map(|p| p.fd.as_ref().map(AsRawFd::as_raw_fd))
+                .collect();
+            (format!("fds {}\n", names.join(",")), fds)
+        };
+        let socket = self.writer.as_ref();
+        loop {
+            socket.writable().await?;
+            let sent = socket.try_io(Interest::WRITABLE, || {
+                sendmsg::<()>(
+                    socket.as_raw_fd(),
+                    &[io::IoSlice::new(line.as_bytes())],
+                    &[ControlMessage::ScmRights(&fds)],
+                    MsgFlags::empty(),
+                    None,
+                )
+                .map_err(io::Error::from)
+            });
+            match sent {
+                Ok(n) if n == line.len() => return Ok(()),
+                Ok(_) => return Err(io::Error::other("short write of the descriptor message")),
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => return Err(err),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_lists_round_trip_and_reject_garbage() {
+        assert_eq!(
+            parse("3:http:1,4:admin:0", true),
+            Ok(vec![(3, "http".into(), true), (4, "admin".into(), false)])
+        );
+        assert_eq!(
+            parse("http:1,admin:0", false),
+            Ok(vec![(0, "http".into(), true), (1, "admin".into(), false)])
+        );
+        assert_eq!(parse("", true), Ok(vec![]));
+        assert!(parse("x:http:1", true).is_err());
+        assert!(parse("3::1", true).is_err());
+        assert!(parse("3:http:yes", true).is_err());
+        assert!(parse("3:http:1:extra", true).is_err());
+    }
+}

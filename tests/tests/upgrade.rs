@@ -1,0 +1,357 @@
+//! Zero-downtime upgrades of the flagship, under load from a client that
+//! reconciles every request in three modes (a new connection each, kept
+//! alive, HTTP/2): by exec on SIGUSR2, with rollback of a new version that
+//! panics or never gets ready, SIGTERM in the middle of an upgrade, the
+//! hand-off socket to a process the old one did not start, and systemd's
+//! notifications.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use seaworthy_tests::load::{Load, Mode, Tally};
+use seaworthy_tests::{
+    Adopted, Child, GENEROUS, Signal, example_path, fd_count, is_gone, listening_addr,
+    listening_pid, signal, wait_gone,
+};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The flagship's settings for these tests: out of the rate limit's way,
+/// no drain delay for the final stop.
+const ENV: [(&str, &str); 4] = [
+    ("RATE_LIMIT", "1000000/s"),
+    ("RATE_LIMIT_BURST", "1000000"),
+    ("SHUTDOWN_DRAIN_DELAY", "0s"),
+    ("RUST_LOG", "info"),
+];
+
+/// A private directory for one test, removed at its end.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("seaworthy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts `program` (the flagship or a copy) with the test settings and
+/// `env`; waits for its `listening on` line.
+fn start(program: &Path, env: &[(&str, &str)]) -> (Child, SocketAddr, u32) {
+    let mut command = Command::new(program);
+    command.env("PORT", "0").envs(ENV).envs(env.iter().copied());
+    let mut child = Child::spawn(command);
+    let line = child.next_line("listening on http", GENEROUS);
+    let pid = listening_pid(&line);
+    assert_eq!(pid, child.pid());
+    (child, listening_addr(&line), pid)
+}
+
+/// Sends SIGUSR2 to `pid` and waits for the new process's `listening on`
+/// line; returns its pid.
+fn upgrade(child: &mut Child, pid: u32, adopted: &mut Adopted) -> u32 {
+    signal(pid, Signal::SIGUSR2);
+    let line = child.next_line("listening on http", GENEROUS);
+    let new = listening_pid(&line);
+    adopted.push(new);
+    assert_ne!(new, pid, "the pid changes at each upgrade");
+    new
+}
+
+fn assert_no_failure(tallies: &BTreeMap<Mode, Tally>, output: &str) {
+    for mode in [Mode::NewConnection, Mode::KeepAlive, Mode::Http2] {
+        let tally = &tallies[&mode];
+        assert!(tally.ok > 0, "{mode:?} got nothing through: {tally}");
+        assert_eq!(
+            tally.sent,
+            tally.ok + tally.failed(),
+            "{mode:?}: unreconciled"
+        );
+        assert_eq!(
+            tally.failed(),
+            0,
+            "{mode:?} lost requests: {tally}\noutput:\n{output}"
+        );
+    }
+}
+
+/// Copies the flagship where a deploy would put it, so that the test can
+/// replace the file as a deploy does.
+fn deployed(dir: &TempDir) -> PathBuf {
+    let path = dir.0.join("app");
+    std::fs::copy(example_path("production"), &path).unwrap();
+    path
+}
+
+/// Replaces the file at `path` by `with`, atomically (a rename, as a deploy
+/// does: the running executable's inode stays).
+fn deploy(path: &Path, with: &Path) {
+    let staged = path.with_extension("new");
+    std::fs::copy(with, &staged).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
+#[test]
+fn twenty_upgrades_under_load_lose_no_request_and_leak_no_descriptor() {
+    let mut adopted = Adopted::default();
+    let (mut child, addr, first) = start(&example_path("production"), &[]);
+
+    // The first upgrade, quiet, sets the descriptor count to compare with.
+    let mut pid = upgrade(&mut child, first, &mut adopted);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert!(status.success(), "the old process exits 0 after an upgrade");
+    let quiet_fds = fd_count(pid);
+
+    let rt = runtime();
+    let load = rt.block_on(async { Load::start(addr, 3) });
+    let mut pids = vec![first, pid];
+    for _ in 1..20 {
+        std::thread::sleep(Duration::from_millis(150));
+        let old = pid;
+        pid = upgrade(&mut child, old, &mut adopted);
+        pids.push(pid);
+        wait_gone(old, GENEROUS);
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    let tallies = rt.block_on(load.stop());
+    for (mode, tally) in &tallies {
+        eprintln!("{mode:?}: {tally}");
+    }
+    assert_no_failure(&tallies, &child.output());
+
+    // Only its listener, its own connections (gone now that the load
+    // stopped) and what every process has: as many as after the first.
+    let deadline = Instant::now() + GENEROUS;
+    while fd_count(pid) != quiet_fds && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        fd_count(pid),
+        quiet_fds,
+        "descriptors after 20 upgrades: {:?}",
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .collect::<Vec<_>>()
+    );
+
+    signal(pid, Signal::SIGTERM);
+    wait_gone(pid, GENEROUS);
+    pids.dedup();
+    assert_eq!(pids.len(), 21, "a new pid at every upgrade: {pids:?}");
+}
+
+#[test]
+fn a_new_version_that_panics_or_never_gets_ready_is_rolled_back_while_serving() {
+    let dir = TempDir::new("rollback");
+    let app = deployed(&dir);
+    let mut adopted = Adopted::default();
+    let (mut child, addr, pid) = start(&app, &[("UPGRADE_TIMEOUT", "2s")]);
+    let rt = runtime();
+    let load = rt.block_on(async { Load::start(addr, 2) });
+
+    // A build that panics as it starts.
+    deploy(&app, Path::new(env!("CARGO_BIN_EXE_panic_at_start")));
+    signal(pid, Signal::SIGUSR2);
+    let failed = child.next_line("upgrade failed; still serving", GENEROUS);
+    assert!(failed.contains("exited before it was ready"), "{failed}");
+
+    // A build that never reports ready (it holds the sockets and sleeps);
+    // a second upgrade meanwhile is refused.
+    let sleeper = dir.0.join("sleeper");
+    std::fs::write(&sleeper, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(
+        &sleeper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    deploy(&app, &sleeper);
+    signal(pid, Signal::SIGUSR2);
+    let started = child.next_line("upgrade: started the new process", GENEROUS);
+    let stuck: u32 = started
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    adopted.push(stuck);
+    signal(pid, Signal::SIGUSR2);
+    let refused = child.next_line("upgrade failed; still serving", GENEROUS);
+    assert!(refused.contains("already under way"), "{refused}");
+    let failed = child.next_line("upgrade failed; still serving", GENEROUS);
+    assert!(failed.contains("not ready after 2s"), "{failed}");
+    wait_gone(stuck, GENEROUS);
+
+    // The real build again: the next upgrade succeeds.
+    deploy(&app, &example_path("production"));
+    let new = upgrade(&mut child, pid, &mut adopted);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(200));
+    let tallies = rt.block_on(load.stop());
+    assert_no_failure(&tallies, &child.output());
+    signal(new, Signal::SIGTERM);
+    wait_gone(new, GENEROUS);
+}
+
+#[test]
+fn sigterm_during_an_upgrade_aborts_it_and_drains_without_losing_a_request() {
+    let dir = TempDir::new("sigterm-upgrade");
+    let app = deployed(&dir);
+    let mut adopted = Adopted::default();
+    let (mut child, addr, pid) = start(&app, &[("UPGRADE_TIMEOUT", "30s")]);
+    let sleeper = dir.0.join("sleeper");
+    std::fs::write(&sleeper, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(
+        &sleeper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    deploy(&app, &sleeper);
+
+    let rt = runtime();
+    let slow = rt.spawn(async move {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        conn.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        answer
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    signal(pid, Signal::SIGUSR2);
+    let started = child.next_line("upgrade: started the new process", GENEROUS);
+    let stuck: u32 = started
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    adopted.push(stuck);
+    child.signal(Signal::SIGTERM);
+
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    assert!(
+        child
+            .output()
+            .contains("the shutdown began while the new process was starting"),
+        "{}",
+        child.output()
+    );
+    assert!(is_gone(stuck), "the half-started process is killed");
+    let answer = rt.block_on(slow).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("slept 1500 ms"), "{answer}");
+}
+
+#[test]
+fn a_process_the_old_one_did_not_start_takes_over_through_the_handoff_socket() {
+    let dir = TempDir::new("handoff");
+    let socket = dir.0.join("handoff.sock");
+    let socket_var = socket.to_str().unwrap();
+    let mut adopted = Adopted::default();
+    let (mut old, addr, _) = start(
+        &example_path("production"),
+        &[("UPGRADE_SOCKET", socket_var)],
+    );
+    let rt = runtime();
+    let load = rt.block_on(async { Load::start(addr, 2) });
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Started by the test (a supervisor), not by the old process; same port.
+    let port = addr.port().to_string();
+    let mut command = Command::new(example_path("production"));
+    command
+        .envs(ENV)
+        .env("PORT", &port)
+        .env("UPGRADE_SOCKET", socket_var);
+    let mut new = Child::spawn(command);
+    adopted.push(new.pid());
+    let line = new.next_line("listening on http", GENEROUS);
+    assert_eq!(listening_pid(&line), new.pid());
+    assert_eq!(listening_addr(&line), addr);
+    let (status, _) = old.wait_exit(GENEROUS);
+    assert!(status.success(), "{}", old.output());
+    assert!(
+        old.output()
+            .contains("hand-over: the new process took over")
+    );
+
+    std::thread::sleep(Duration::from_millis(300));
+    let tallies = rt.block_on(load.stop());
+    assert_no_failure(&tallies, &format!("{}\n{}", old.output(), new.output()));
+
+    // The new process serves hand-overs in turn: a third one takes over.
+    let mut command = Command::new(example_path("production"));
+    command
+        .envs(ENV)
+        .env("PORT", &port)
+        .env("UPGRADE_SOCKET", socket_var);
+    let mut third = Child::spawn(command);
+    adopted.push(third.pid());
+    third.next_line("listening on http", GENEROUS);
+    let (status, _) = new.wait_exit(GENEROUS);
+    assert!(status.success(), "{}", new.output());
+    third.signal(Signal::SIGTERM);
+    let (status, _) = third.wait_exit(GENEROUS);
+    assert!(status.success());
+    assert!(
+        !socket.exists(),
+        "the last process removes the hand-off socket"
+    );
+}
+
+#[test]
+fn systemd_hears_ready_reloading_mainpid_and_stopping() {
+    let dir = TempDir::new("notify");
+    let path = dir.0.join("notify.sock");
+    let notify = UnixDatagram::bind(&path).unwrap();
+    notify.set_read_timeout(Some(GENEROUS)).unwrap();
+    let mut adopted = Adopted::default();
+    let (mut child, _, pid) = start(
+        &example_path("production"),
+        &[("NOTIFY_SOCKET", path.to_str().unwrap())],
+    );
+    let mut buf = [0_u8; 1024];
+    let mut next = || {
+        let len = notify.recv(&mut buf).expect("a notification in time");
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    };
+    assert_eq!(next(), "READY=1\n");
+
+    let new = upgrade(&mut child, pid, &mut adopted);
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading:?}"
+    );
+    assert_eq!(next(), format!("MAINPID={new}\n"));
+    assert_eq!(next(), format!("MAINPID={new}\nREADY=1\n"));
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert!(status.success());
+
+    signal(new, Signal::SIGTERM);
+    assert_eq!(next(), "STOPPING=1\n");
+    wait_gone(new, GENEROUS);
+}
