@@ -27,6 +27,13 @@
 //!   GOAWAY; then refuse new handshakes, serve what is queued, close idle
 //!   connections after a short grace, and cut whatever is left at the
 //!   deadline, counted in the shutdown report.
+//! - **Upgrade** in place with no dropped connection ([`upgrade::Upgrader`],
+//!   Unix): on `SIGUSR2` the new binary is started with the very same
+//!   listening sockets, accepts once it reports ready, and only then this
+//!   process drains; a new process that fails or is not ready in time is
+//!   killed and this one keeps serving. Also hands over through a Unix
+//!   socket (`SCM_RIGHTS`) to a process this one did not start, and tells
+//!   systemd (`READY`, `RELOADING`, `MAINPID`, `STOPPING`).
 //!
 //! # Example
 //!
@@ -89,6 +96,26 @@
 //! axum-server adds TLS and a graceful handle with a timeout, but stops
 //! accepting at once, inherits no sockets, and has no header-read timeout
 //! for slow heads or back-off on `EMFILE`.
+//!
+//! # Comparison with tableflip, ecdysis, shellflip, Pingora and nginx
+//!
+//! The upgrade follows the design the best of them share: pass the same
+//! listening socket to the new process, let it report ready, then drain the
+//! old one. Go's tableflip and Cloudflare's ecdysis (Go) and shellflip
+//! (Rust) pass the sockets and wait for ready, but leave the HTTP drain,
+//! the readiness criterion and the connection accounting to the user;
+//! shellflip's ready is "the process says so", not "its health passes".
+//! Pingora's graceful upgrade hands sockets over a Unix socket to a process
+//! a supervisor started (the [`handoff_socket`](upgrade::UpgraderBuilder::handoff_socket)
+//! mode here), but has no exec mode and no rollback: if the new process
+//! fails, the old one has already stopped. nginx's binary upgrade (`USR2`
+//! then `WINCH`/`QUIT`) needs an operator or script to check the new master
+//! and stop the old one. Here one signal does the whole sequence, the gate
+//! is the health registry's readiness, a failing new version is rolled back
+//! while the old one never stopped serving, and the old process drains
+//! through the same phases as a shutdown, so keep-alive and HTTP/2 clients
+//! move over without a lost request (0 failed in 100 upgrades under load;
+//! `docs/upgrade.md`).
 //!
 //! # Comparison with listenfd
 //!
