@@ -355,3 +355,91 @@ fn systemd_hears_ready_reloading_mainpid_and_stopping() {
     assert_eq!(next(), "STOPPING=1\n");
     wait_gone(new, GENEROUS);
 }
+
+/// Reads the hand-off answer as a new process would: the line and the
+/// descriptors attached.
+fn ask_for_sockets(path: &Path) -> (std::os::unix::net::UnixStream, String, usize) {
+    use std::io::IoSliceMut;
+    use std::os::fd::{AsRawFd, RawFd};
+
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+
+    let stream = std::os::unix::net::UnixStream::connect(path).unwrap();
+    stream.set_read_timeout(Some(GENEROUS)).unwrap();
+    let mut buf = [0_u8; 1024];
+    let mut space = nix::cmsg_space!([RawFd; 8]);
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .unwrap();
+    let mut fds = Vec::new();
+    for cmsg in message.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            fds.extend(raw);
+        }
+    }
+    // This test does not serve them: closed at once.
+    for &fd in &fds {
+        nix::unistd::close(fd).unwrap();
+    }
+    let len = message.bytes;
+    let line = String::from_utf8_lossy(&buf[..len]).trim_end().to_owned();
+    (stream, line, fds.len())
+}
+
+#[test]
+fn a_handoff_asker_that_never_gets_ready_is_refused_and_the_old_process_keeps_serving() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = TempDir::new("handoff-rollback");
+    let socket = dir.0.join("handoff.sock");
+    let (mut old, addr, pid) = start(
+        &example_path("production"),
+        &[
+            ("UPGRADE_SOCKET", socket.to_str().unwrap()),
+            ("UPGRADE_TIMEOUT", "1s"),
+        ],
+    );
+    let rt = runtime();
+    let load = rt.block_on(async { Load::start(addr, 2) });
+
+    // This test plays a new process that takes the sockets and never says
+    // ready; a second asker meanwhile is turned away.
+    let (stream, line, fds) = ask_for_sockets(&socket);
+    assert_eq!(line, "fds http:1", "the answer names the socket");
+    assert_eq!(fds, 1, "one descriptor attached");
+    let (_second, busy, none) = ask_for_sockets(&socket);
+    assert!(busy.starts_with("busy"), "{busy}");
+    assert!(busy.contains("already under way"), "{busy}");
+    assert_eq!(none, 0);
+
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer).unwrap();
+    assert!(
+        answer.starts_with("abort") && answer.contains("not ready after 1s"),
+        "{answer:?}"
+    );
+    old.next_line("hand-over failed; still serving", GENEROUS);
+    drop(stream);
+
+    // Still the same process, serving; and it takes the next hand-over.
+    std::thread::sleep(Duration::from_millis(300));
+    let tallies = rt.block_on(load.stop());
+    assert_no_failure(&tallies, &old.output());
+    assert!(!is_gone(pid));
+    let mut command = Command::new(example_path("production"));
+    command
+        .envs(ENV)
+        .env("PORT", addr.port().to_string())
+        .env("UPGRADE_SOCKET", socket.to_str().unwrap());
+    let mut new = Child::spawn(command);
+    new.next_line("listening on http", GENEROUS);
+    let (status, _) = old.wait_exit(GENEROUS);
+    assert!(status.success(), "{}", old.output());
+    new.signal(Signal::SIGTERM);
+    new.wait_exit(GENEROUS);
+}
