@@ -304,7 +304,6 @@ impl Server {
             tokio::time::sleep(SWEEP_INTERVAL).await;
         }
         shared.counters.set_accept_errors(listener.error_count());
-        drop(listener);
         tracing::info!(
             addr = ?addr.as_ref().map(ToString::to_string),
             open = shared.counters.snapshot().open,
@@ -313,7 +312,33 @@ impl Server {
             "stopped accepting"
         );
 
+        // With new handshakes refused, keep the socket open while the
+        // connections drain and keep sweeping: a handshake whose last ACK
+        // the kernel processed late (softirqs starved on a busy machine)
+        // is served instead of reset when the socket closes.
         connections.close();
+        if filtered {
+            let mut drained = std::pin::pin!(connections.wait());
+            loop {
+                tokio::select! {
+                    () = &mut drained => break,
+                    () = tokio::time::sleep(SWEEP_INTERVAL) => {
+                        while let Some((stream, peer)) = listener.accept_nonblocking() {
+                            shared.counters.accepted();
+                            tracing::debug!(?peer, "late handshake served after the sweep");
+                            connections.spawn(conn::serve(
+                                Arc::clone(&shared),
+                                stream,
+                                peer,
+                                None,
+                                token.drain_guard(),
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        drop(listener);
         connections.wait().await;
         phases.abort();
         let counters = shared.counters.snapshot();

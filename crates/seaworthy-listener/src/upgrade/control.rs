@@ -415,19 +415,20 @@ async fn hand_over(upgrader: &Upgrader, stream: UnixStream, owner: Option<u32>) 
 impl Channel {
     /// Sends the names and, attached, the descriptors.
     async fn send_fds(&mut self, upgrader: &Upgrader) -> io::Result<()> {
-        let (line, fds) = {
+        // Copies, owned here: the originals may be closed meanwhile.
+        let (line, owned) = {
             let passing = upgrader.passing();
-            let held: Vec<&Passed> = passing.iter().filter(|p| p.fd.is_some()).collect();
-            let names: Vec<String> = held
-                .iter()
-                .map(|p| format!("{}:{}", p.name, u8::from(p.exclusive)))
-                .collect();
-            let fds: Vec<RawFd> = held
-                .iter()
-                .filter_map(|p| p.fd.as_ref().map(AsRawFd::as_raw_fd))
-                .collect();
-            (format!("fds {}\n", names.join(",")), fds)
+            let mut names = Vec::new();
+            let mut owned = Vec::new();
+            for passed in passing.iter() {
+                if let Some(fd) = &passed.fd {
+                    owned.push(fd.try_clone()?);
+                    names.push(format!("{}:{}", passed.name, u8::from(passed.exclusive)));
+                }
+            }
+            (format!("fds {}\n", names.join(",")), owned)
         };
+        let fds: Vec<RawFd> = owned.iter().map(AsRawFd::as_raw_fd).collect();
         let socket = self.writer.as_ref();
         loop {
             socket.writable().await?;

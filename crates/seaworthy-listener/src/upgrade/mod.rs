@@ -183,6 +183,16 @@ impl UpgraderBuilder {
             took_over,
         });
         let upgrader = Upgrader { inner };
+        // Once draining, no upgrade can start: the copies kept for one are
+        // closed, so that the server's own close really closes the socket.
+        let weak = Arc::downgrade(&upgrader.inner);
+        let draining = token.clone();
+        tokio::spawn(async move {
+            draining.reached(Phase::Draining).await;
+            if let Some(inner) = weak.upgrade() {
+                lock(&inner.passing).clear();
+            }
+        });
         if let Some(kind) = self.signal {
             let mut signals = tokio::signal::unix::signal(kind).map_err(|err| {
                 Error::environment(format!("cannot listen for the upgrade signal: {err}"))
@@ -427,23 +437,21 @@ impl Upgrader {
         let (ours, theirs) = StdUnixStream::pair().map_err(UpgradeError::Spawn)?;
         let mut command = tokio::process::Command::new(&self.inner.program);
         command.args(&self.inner.args);
-        let mut keep: Vec<RawFd> = Vec::new();
-        {
+        let mut child = {
+            // Held until the fork is done: the descriptors named stay open.
             let passing = lock(&self.inner.passing);
-            let fds = control::describe(&passing);
-            keep.extend(
-                passing
-                    .iter()
-                    .filter_map(|p| p.fd.as_ref().map(AsRawFd::as_raw_fd)),
-            );
-            command.env(ENV_FDS, fds);
-        }
-        keep.push(theirs.as_raw_fd());
-        command
-            .env(ENV_CONTROL, theirs.as_raw_fd().to_string())
-            .env(ENV_PARENT, std::process::id().to_string());
-        crate::sys::keep_across_exec(&mut command, keep);
-        let mut child = command.spawn().map_err(UpgradeError::Spawn)?;
+            let mut keep: Vec<RawFd> = passing
+                .iter()
+                .filter_map(|p| p.fd.as_ref().map(AsRawFd::as_raw_fd))
+                .collect();
+            keep.push(theirs.as_raw_fd());
+            command
+                .env(ENV_FDS, control::describe(&passing))
+                .env(ENV_CONTROL, theirs.as_raw_fd().to_string())
+                .env(ENV_PARENT, std::process::id().to_string());
+            crate::sys::keep_across_exec(&mut command, keep);
+            command.spawn().map_err(UpgradeError::Spawn)?
+        };
         drop(theirs);
         let pid = child.id().unwrap_or_default();
         tracing::info!(pid, program = %self.inner.program.display(), "upgrade: started the new process");
