@@ -5,7 +5,7 @@ use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::{Decision, Quota};
@@ -129,13 +129,24 @@ pub trait Store: Send + Sync + 'static {
 /// exceeds `capacity × 24` bytes. At the cap, the least recently seen key
 /// of a full set gives way, so keys that keep sending keep their state; a
 /// flood of distinct keys only churns the sets, and no sweep is ever
-/// needed.
+/// needed. Sets fill unevenly: with keys in debt filling 95 % of the
+/// capacity, about one in eight gives way early, so size `capacity` some
+/// 20 % above the keys expected to be in debt at once.
+///
+/// Checks of a key already held share the shard's read lock and update the
+/// key's state with a compare-and-swap (a refusal writes nothing, except
+/// once a second to mark the key as seen); only new keys take the write
+/// lock.
 ///
 /// A key's state is its theoretical arrival time in microseconds (48 bits:
 /// 8.9 years of uptime), rounded up so that debt is never forgotten, and
 /// the second it was last seen (16 bits, for eviction).
 pub struct MemoryStore {
-    shards: Box<[Mutex<Vec<Slot>>]>,
+    /// Checks of keys already held share a read lock and update a slot's
+    /// state with a compare-and-swap (a refusal writes nothing), so one hot
+    /// key checked from many threads does not serialise them; inserts and
+    /// growth take the write lock.
+    shards: Box<[Shard]>,
     /// The most sets per shard, a power of two.
     sets: usize,
     /// Random keys of the set hash, drawn from the OS at start.
@@ -143,10 +154,35 @@ pub struct MemoryStore {
     clock: Arc<dyn Clock>,
 }
 
-#[derive(Clone, Copy, Default)]
+/// One shard, alone on its cache lines (128 bytes: x86 fetches lines in
+/// pairs), so that threads working on neighbouring shards do not bounce
+/// each other's lock word.
+#[repr(align(128))]
+struct Shard(RwLock<Vec<Slot>>);
+
+#[derive(Default)]
 struct Slot {
+    /// Written only under the shard's write lock.
     key: Key,
-    state: u64,
+    state: AtomicU64,
+}
+
+impl Slot {
+    fn new(key: Key, state: u64) -> Self {
+        Slot {
+            key,
+            state: AtomicU64::new(state),
+        }
+    }
+
+    fn state(&self) -> u64 {
+        self.state.load(Ordering::Relaxed)
+    }
+}
+
+/// `sets × WAYS` empty slots.
+fn empty_slots(sets: usize) -> Vec<Slot> {
+    (0..sets * WAYS).map(|_| Slot::default()).collect()
 }
 
 const SHARDS: usize = 64;
@@ -169,7 +205,7 @@ impl MemoryStore {
         // Each shard starts with a few sets and doubles when a set
         // overflows, up to `sets`: a few thousand keys stay in cache.
         let shards = (0..SHARDS)
-            .map(|_| Mutex::new(vec![Slot::default(); sets.min(INITIAL_SETS) * WAYS]))
+            .map(|_| Shard(RwLock::new(empty_slots(sets.min(INITIAL_SETS)))))
             .collect();
         let random = RandomState::new();
         MemoryStore {
@@ -191,7 +227,8 @@ impl MemoryStore {
             .iter()
             .map(|shard| {
                 shard
-                    .lock()
+                    .0
+                    .read()
                     .unwrap_or_else(PoisonError::into_inner)
                     .iter()
                     .filter(|slot| slot.key != EMPTY)
@@ -214,30 +251,25 @@ impl MemoryStore {
         let now = self.clock.now() / 1000 * 1000;
         let seen = (now / 1_000_000_000) as u16;
         let hash = self.set_hash(key);
-        let shard = (hash >> 58) as usize % SHARDS;
-        let mut slots = self.shards[shard]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let sets = slots.len() / WAYS;
-        let set = (hash as usize) & (sets - 1);
-        let found = slots[set * WAYS..(set + 1) * WAYS]
-            .iter_mut()
-            .find(|slot| slot.key == key);
-        if let Some(slot) = found {
-            let mut tat = unpack(slot.state);
-            let decision = quota.check(&mut tat, now, cost);
-            slot.state = pack(tat, seen);
-            return decision;
+        let shard = &self.shards[(hash >> 58) as usize % SHARDS].0;
+        {
+            let slots = shard.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(slot) = find(&slots, hash, key) {
+                return update(slot, quota, now, seen, cost);
+            }
         }
         let mut tat = 0;
         let decision = quota.check(&mut tat, now, cost);
-        if decision.allowed {
-            let fresh = Slot {
-                key,
-                state: pack(tat, seen),
-            };
-            self.insert(&mut slots, hash, fresh, now, seen);
+        if !decision.allowed {
+            // Refused even fresh (a cost above the capacity): nothing to keep.
+            return decision;
         }
+        let mut slots = shard.write().unwrap_or_else(PoisonError::into_inner);
+        // Another thread may have put it there meanwhile.
+        if let Some(slot) = find(&slots, hash, key) {
+            return update(slot, quota, now, seen, cost);
+        }
+        self.insert(&mut slots, hash, Slot::new(key, pack(tat, seen)), now, seen);
         decision
     }
 
@@ -251,7 +283,7 @@ impl MemoryStore {
             let set = &mut slots[set * WAYS..(set + 1) * WAYS];
             if let Some(free) = set
                 .iter_mut()
-                .find(|slot| slot.key == EMPTY || unpack(slot.state) <= now)
+                .find(|slot| slot.key == EMPTY || unpack(slot.state()) <= now)
             {
                 *free = fresh;
                 return;
@@ -262,7 +294,7 @@ impl MemoryStore {
             }
             let victim = set
                 .iter_mut()
-                .max_by_key(|slot| seen.wrapping_sub(slot.state as u16))
+                .max_by_key(|slot| seen.wrapping_sub(slot.state() as u16))
                 .expect("a set has slots");
             *victim = fresh;
             return;
@@ -273,17 +305,17 @@ impl MemoryStore {
     /// lost, and keys with no debt left are dropped on the way.
     fn grow(&self, slots: &mut Vec<Slot>, now: u64) {
         let sets = slots.len() / WAYS * 2;
-        let mut grown = vec![Slot::default(); sets * WAYS];
+        let mut grown = empty_slots(sets);
         for slot in slots
             .iter()
-            .filter(|slot| slot.key != EMPTY && unpack(slot.state) > now)
+            .filter(|slot| slot.key != EMPTY && unpack(slot.state()) > now)
         {
             let set = (self.set_hash(slot.key) as usize) & (sets - 1);
             if let Some(free) = grown[set * WAYS..(set + 1) * WAYS]
                 .iter_mut()
                 .find(|slot| slot.key == EMPTY)
             {
-                *free = *slot;
+                *free = Slot::new(slot.key, slot.state());
             }
         }
         *slots = grown;
@@ -299,6 +331,42 @@ impl MemoryStore {
         let b = u128::from(key[1] ^ self.seeds[1]) * u128::from(0xc2b2_ae3d_27d4_eb4f_u64);
         let folded = (a as u64 ^ (a >> 64) as u64).wrapping_add(b as u64 ^ (b >> 64) as u64);
         (u128::from(folded) * u128::from(self.seeds[0] | 0x100_0000_01b3)).wrapping_shr(32) as u64
+    }
+}
+
+/// The slot holding `key` in its set, if any.
+fn find(slots: &[Slot], hash: u64, key: Key) -> Option<&Slot> {
+    let sets = slots.len() / WAYS;
+    let set = (hash as usize) & (sets - 1);
+    slots[set * WAYS..(set + 1) * WAYS]
+        .iter()
+        .find(|slot| slot.key == key)
+}
+
+/// Decides for a key already held, updating its state with a
+/// compare-and-swap: an allowed request moves its TAT; a refused one
+/// writes only when the second it was last seen changes (so a key refused
+/// again and again stays recently seen, and keeps its debt through
+/// eviction, at one write a second).
+fn update(slot: &Slot, quota: &Quota, now: u64, seen: u16, cost: u32) -> Decision {
+    let mut current = slot.state();
+    loop {
+        let mut tat = unpack(current);
+        let decision = quota.check(&mut tat, now, cost);
+        let next = if decision.allowed {
+            pack(tat, seen)
+        } else if current as u16 != seen {
+            (current & !0xffff) | u64::from(seen)
+        } else {
+            return decision;
+        };
+        match slot
+            .state
+            .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            Ok(_) => return decision,
+            Err(actual) => current = actual,
+        }
     }
 }
 
@@ -361,6 +429,35 @@ mod tests {
         // The active client used 1 + 100 requests of 10 a minute over 10 s:
         // it must still be in debt, not reset by eviction.
         assert!(!store.check_now(active, &quota, 1).allowed);
+    }
+
+    #[test]
+    fn threads_racing_on_one_key_never_get_more_than_its_burst() {
+        let clock = ManualClock::new(Duration::from_secs(1));
+        let store = Arc::new(MemoryStore::with_clock(1000, Arc::new(clock)));
+        // 100 at once, then one an hour: the clock stands still.
+        let quota = Quota::per_hour(1).burst(99);
+        let allowed: u32 = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|thread| {
+                    let store = Arc::clone(&store);
+                    scope.spawn(move || {
+                        let mut allowed = 0;
+                        for i in 0..10_000_u64 {
+                            // A shared hot key, and keys of its own around it.
+                            allowed += u32::from(store.check_now([1, 1], &quota, 1).allowed);
+                            store.check_now([thread, i], &quota, 1);
+                        }
+                        allowed
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|worker| worker.join().unwrap())
+                .sum()
+        });
+        assert_eq!(allowed, 100);
     }
 
     #[test]
