@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, Entry, HeaderName, HeaderValue};
 use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -294,19 +294,24 @@ where
         for name in &this.config.remove {
             headers.remove(name);
         }
+        // Room for all at once, not a regrowth or two on the way; one hash
+        // per header (an entry), not two (a lookup, then an insert).
+        headers.reserve(this.config.headers.len() + 2);
         if let Some(csp) = this.csp.take()
-            && !headers.contains_key(header::CONTENT_SECURITY_POLICY)
+            && let Entry::Vacant(vacant) = headers.entry(header::CONTENT_SECURITY_POLICY)
         {
-            headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+            vacant.insert(csp);
         }
         for (name, value, force) in &this.config.headers {
-            if *force || !headers.contains_key(name) {
+            if *force {
                 headers.insert(name.clone(), value.clone());
+            } else if let Entry::Vacant(vacant) = headers.entry(name) {
+                vacant.insert(value.clone());
             }
         }
         if this.slot.get().unwrap_or(*this.https) {
-            if !headers.contains_key(header::STRICT_TRANSPORT_SECURITY) {
-                headers.insert(header::STRICT_TRANSPORT_SECURITY, this.config.hsts.clone());
+            if let Entry::Vacant(vacant) = headers.entry(header::STRICT_TRANSPORT_SECURITY) {
+                vacant.insert(this.config.hsts.clone());
             }
         } else {
             // Over plain HTTP, HSTS is ignored by browsers and a lie.
