@@ -254,6 +254,15 @@ impl Child {
     }
 }
 
+/// A tokio runtime for a test's clients: two worker threads.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
 /// The pid in a `listening on http://ADDR (pid N)` line.
 pub fn listening_pid(line: &str) -> u32 {
     line.rsplit("(pid ")

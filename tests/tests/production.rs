@@ -13,15 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use seaworthy_tests::http1::Conn;
-use seaworthy_tests::{Child, GENEROUS, Signal};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use seaworthy_tests::{Child, GENEROUS, Signal, runtime};
 
 async fn fetch(
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,

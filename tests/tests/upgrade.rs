@@ -15,16 +15,8 @@ use std::time::{Duration, Instant};
 use seaworthy_tests::load::{Load, Mode, Tally};
 use seaworthy_tests::{
     Adopted, Child, GENEROUS, Signal, example_path, fd_count, is_gone, listening_addr,
-    listening_pid, signal, wait_gone,
+    listening_pid, runtime, signal, wait_gone,
 };
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The flagship's settings for these tests: out of the rate limit's way,
 /// no drain delay for the final stop.
@@ -109,6 +101,26 @@ fn deploy(path: &Path, with: &Path) {
     std::fs::rename(&staged, path).unwrap();
 }
 
+/// A "new version" that never reports ready: it holds the sockets it was
+/// given and sleeps.
+fn sleeper(dir: &TempDir) -> PathBuf {
+    let path = dir.0.join("sleeper");
+    std::fs::write(&path, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The pid in the next `upgrade: started the new process pid=N` line.
+fn started_pid(child: &mut Child) -> u32 {
+    let started = child.next_line("upgrade: started the new process", GENEROUS);
+    started
+        .split("pid=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {started:?}"))
+}
+
 #[test]
 fn twenty_upgrades_under_load_lose_no_request_and_leak_no_descriptor() {
     let mut adopted = Adopted::default();
@@ -176,22 +188,10 @@ fn a_new_version_that_panics_or_never_gets_ready_is_rolled_back_while_serving() 
 
     // A build that never reports ready (it holds the sockets and sleeps);
     // a second upgrade meanwhile is refused.
-    let sleeper = dir.0.join("sleeper");
-    std::fs::write(&sleeper, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    std::fs::set_permissions(
-        &sleeper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let sleeper = sleeper(&dir);
     deploy(&app, &sleeper);
     signal(pid, Signal::SIGUSR2);
-    let started = child.next_line("upgrade: started the new process", GENEROUS);
-    let stuck: u32 = started
-        .split("pid=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("no pid in {started:?}"));
+    let stuck = started_pid(&mut child);
     adopted.push(stuck);
     signal(pid, Signal::SIGUSR2);
     let refused = child.next_line("upgrade failed; still serving", GENEROUS);
@@ -218,13 +218,7 @@ fn sigterm_during_an_upgrade_aborts_it_and_drains_without_losing_a_request() {
     let app = deployed(&dir);
     let mut adopted = Adopted::default();
     let (mut child, addr, pid) = start(&app, &[("UPGRADE_TIMEOUT", "30s")]);
-    let sleeper = dir.0.join("sleeper");
-    std::fs::write(&sleeper, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    std::fs::set_permissions(
-        &sleeper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let sleeper = sleeper(&dir);
     deploy(&app, &sleeper);
 
     let rt = runtime();
@@ -240,13 +234,7 @@ fn sigterm_during_an_upgrade_aborts_it_and_drains_without_losing_a_request() {
     });
     std::thread::sleep(Duration::from_millis(200));
     signal(pid, Signal::SIGUSR2);
-    let started = child.next_line("upgrade: started the new process", GENEROUS);
-    let stuck: u32 = started
-        .split("pid=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|pid| pid.parse().ok())
-        .unwrap();
+    let stuck = started_pid(&mut child);
     adopted.push(stuck);
     child.signal(Signal::SIGTERM);
 

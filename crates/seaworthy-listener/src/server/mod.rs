@@ -284,18 +284,7 @@ impl Server {
         let mut swept = 0;
         let mut quiet = 0;
         for _ in 0..if handed_over { 0 } else { SWEEP_ROUNDS } {
-            let mut found = 0;
-            while let Some((stream, peer)) = listener.accept_nonblocking() {
-                found += 1;
-                shared.counters.accepted();
-                connections.spawn(conn::serve(
-                    Arc::clone(&shared),
-                    stream,
-                    peer,
-                    None,
-                    token.drain_guard(),
-                ));
-            }
+            let found = sweep(&listener, &shared, &connections, &token);
             swept += found;
             quiet = if found == 0 { quiet + 1 } else { 0 };
             if !filtered || quiet >= 2 {
@@ -323,16 +312,9 @@ impl Server {
                 tokio::select! {
                     () = &mut drained => break,
                     () = tokio::time::sleep(SWEEP_INTERVAL) => {
-                        while let Some((stream, peer)) = listener.accept_nonblocking() {
-                            shared.counters.accepted();
-                            tracing::debug!(?peer, "late handshake served after the sweep");
-                            connections.spawn(conn::serve(
-                                Arc::clone(&shared),
-                                stream,
-                                peer,
-                                None,
-                                token.drain_guard(),
-                            ));
+                        let late = sweep(&listener, &shared, &connections, &token);
+                        if late > 0 {
+                            tracing::debug!(late, "late handshakes served after the sweep");
                         }
                     }
                 }
@@ -357,6 +339,37 @@ impl fmt::Debug for Server {
             .field("counters", &self.counters.snapshot())
             .finish()
     }
+}
+
+/// Accepts and serves every connection already in the kernel's queue (with
+/// a direct `accept(2)`); returns how many.
+fn sweep<S, B>(
+    listener: &Listener,
+    shared: &Arc<Shared<S>>,
+    connections: &TaskTracker,
+    token: &ShutdownToken,
+) -> usize
+where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut found = 0;
+    while let Some((stream, peer)) = listener.accept_nonblocking() {
+        found += 1;
+        shared.counters.accepted();
+        connections.spawn(conn::serve(
+            Arc::clone(shared),
+            stream,
+            peer,
+            None,
+            token.drain_guard(),
+        ));
+    }
+    found
 }
 
 /// The shutdown phases as three tokens, fired in order.

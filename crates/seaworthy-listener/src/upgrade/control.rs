@@ -325,28 +325,26 @@ pub(crate) async fn await_ready(
     Ok(channel)
 }
 
-/// Serves hand-overs at `path` until this process drains.
+/// Serves hand-overs at `path` until this process drains. The socket is
+/// bound before this returns, so a process started once this one said it
+/// was ready finds it.
 pub(crate) fn serve_handoff(upgrader: Upgrader, path: PathBuf) {
+    let off = |what: &str, err: io::Error| {
+        tracing::warn!(path = %path.display(), error = %err, "{what}; hand-overs off");
+    };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) => return off("cannot replace the hand-off socket", err),
+    }
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(listener) => listener,
+        Err(err) => return off("cannot bind the hand-off socket", err),
+    };
+    if let Err(err) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+        return off("cannot restrict the hand-off socket", err);
+    }
     tokio::spawn(async move {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => {
-                tracing::warn!(path = %path.display(), error = %err, "cannot replace the hand-off socket; hand-overs off");
-                return;
-            }
-        }
-        let listener = match tokio::net::UnixListener::bind(&path) {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(path = %path.display(), error = %err, "cannot bind the hand-off socket; hand-overs off");
-                return;
-            }
-        };
-        if let Err(err) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
-            tracing::warn!(path = %path.display(), error = %err, "cannot restrict the hand-off socket; hand-overs off");
-            return;
-        }
         let owner = std::fs::metadata(&path).map(|meta| meta.uid()).ok();
         tracing::info!(path = %path.display(), "serving hand-overs");
         let token = upgrader.token().clone();
