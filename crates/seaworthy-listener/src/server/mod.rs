@@ -239,6 +239,12 @@ impl Server {
         let phases = tokio::spawn(follow_phases(token.clone(), shared.signals.clone()));
         let connections = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        // The accept loop counts as a connection of the shutdown's drain
+        // until the queue is swept: otherwise the drain could end in an
+        // instant when every open connection had just closed, while
+        // connections still waited in the queue (a clean-clone CI run cut
+        // 16 that way).
+        let accepting = token.drain_guard();
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr.as_ref().map(ToString::to_string), "serving");
 
@@ -300,6 +306,8 @@ impl Server {
             handed_over,
             "stopped accepting"
         );
+        // Every queued connection now has a guard of its own.
+        drop(accepting);
 
         // With new handshakes refused, keep the socket open while the
         // connections drain and keep sweeping: a handshake whose last ACK
