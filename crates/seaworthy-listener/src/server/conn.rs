@@ -140,9 +140,9 @@ pub(crate) async fn serve<S, B>(
                         .is_some_and(|since| now >= since + idle_limit)
                 {
                     shared.counters.idle_closed();
-                    // Nothing was just written and nothing is unread: a
-                    // plain close sends FIN, no lingering read is needed.
-                    state.close_hard();
+                    // Nothing was just written and nothing is unread, but
+                    // the client may be sending its next request right now.
+                    state.close_idle();
                     shut_down = true;
                     conn.as_mut().graceful_shutdown();
                 }

@@ -34,6 +34,8 @@ pub(crate) struct ConnState {
     eof: AtomicBool,
     wrote: AtomicBool,
     no_linger: AtomicBool,
+    /// Closed for being idle: linger briefly (see `close_idle`).
+    idle_close: AtomicBool,
     header_timed_out: AtomicBool,
     /// Wakes the connection task to retire an HTTP/2 connection.
     pub(crate) retire: Notify,
@@ -56,6 +58,7 @@ impl ConnState {
             eof: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
             no_linger: AtomicBool::new(false),
+            idle_close: AtomicBool::new(false),
             header_timed_out: AtomicBool::new(false),
             retire: Notify::new(),
         }
@@ -143,6 +146,15 @@ impl ConnState {
     /// Closes without the lingering read: the peer misbehaved, or time is up.
     pub(crate) fn close_hard(&self) {
         self.no_linger.store(true, Relaxed);
+    }
+
+    /// Closes an idle connection with a short lingering read
+    /// ([`IDLE_LINGER`]): a client that sent its next request just as the
+    /// connection closed gets the FIN (and, on HTTP/2, the GOAWAY that says
+    /// its new stream was not processed) rather than a reset that would
+    /// destroy both.
+    pub(crate) fn close_idle(&self) {
+        self.idle_close.store(true, Relaxed);
     }
 
     /// Whether the connection ended because a request head was too slow.
@@ -298,14 +310,23 @@ impl Drop for ConnIo {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let duration = if state.idle_close.load(Relaxed) {
+            self.linger.min(IDLE_LINGER)
+        } else {
+            self.linger
+        };
         runtime.spawn(linger(
             stream,
-            self.linger,
+            duration,
             self.cut.clone(),
             self.guard.take(),
         ));
     }
 }
+
+/// The lingering read after closing an idle connection: long enough for a
+/// request already on the wire, short enough not to hold the drain.
+const IDLE_LINGER: Duration = Duration::from_millis(250);
 
 /// Lingering close: send FIN, then read and drop whatever the client still
 /// sends until it closes too, `linger` passes, or the shutdown cuts it. A
