@@ -61,7 +61,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use seaworthy::config::{Loader, Secret};
 use seaworthy::health::{
@@ -71,10 +70,9 @@ use seaworthy::layers::client_ip::{ClientIpService, IpNet};
 use seaworthy::layers::tower_http::catch_panic::{
     CatchPanic, CatchPanicLayer, DefaultResponseForPanic,
 };
-use seaworthy::layers::tower_http::timeout::TimeoutLayer;
 use seaworthy::layers::{
     ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
-    SecurityHeadersLayer, TrustedProxies,
+    SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
 };
 use seaworthy::listener::upgrade::Upgrader;
 use seaworthy::listener::{Bind, ConnectionInfo, Server};
@@ -210,10 +208,7 @@ fn app(health: HealthService, settings: &Settings) -> Probed {
                 .layer(DefaultBodyLimit::max(
                     usize::try_from(settings.max_body).unwrap_or(usize::MAX),
                 ))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    settings.request_timeout,
-                )),
+                .layer(TimeoutLayer::new(settings.request_timeout)),
         )
         // The probes: outside the rate limit, body limit and timeout.
         .route_service("/health", health.clone())

@@ -113,10 +113,9 @@ impl Stack {
                         Quota::per_second(u32::MAX).burst(u32::MAX / 2),
                     ))
                     .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
-                    .layer(TimeoutLayer::with_status_code(
-                        StatusCode::GATEWAY_TIMEOUT,
-                        Duration::from_secs(30),
-                    )),
+                    .layer(seaworthy::layers::TimeoutLayer::new(Duration::from_secs(
+                        30,
+                    ))),
             ),
         }
     }

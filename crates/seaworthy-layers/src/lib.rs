@@ -13,13 +13,17 @@
 //! 4. [`PathGuardLayer`]: 400 for smuggled paths, before routing;
 //! 5. [`RateLimitLayer`]: 429, keyed by the resolved client (not on the probes);
 //! 6. a body limit (axum's `DefaultBodyLimit` or tower-http's `RequestBodyLimitLayer`): 413;
-//! 7. tower-http's [`TimeoutLayer`](tower_http::timeout::TimeoutLayer) with 504.
+//! 7. [`TimeoutLayer`]: 504 (tower-http's contract, but the timer is armed only
+//!    for handlers that wait; tower-http's is re-exported too).
 //!
 //! ```
 //! use std::time::Duration;
-//! use axum::{Router, http::StatusCode, routing::get};
-//! use seaworthy_layers::tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer};
-//! use seaworthy_layers::{ClientIpLayer, PathGuardLayer, Quota, RateLimitLayer, SecurityHeadersLayer, TrustedProxies};
+//! use axum::{Router, routing::get};
+//! use seaworthy_layers::tower_http::catch_panic::CatchPanicLayer;
+//! use seaworthy_layers::{
+//!     ClientIpLayer, PathGuardLayer, Quota, RateLimitLayer, SecurityHeadersLayer, TimeoutLayer,
+//!     TrustedProxies,
+//! };
 //! use tower::ServiceBuilder;
 //!
 //! let routes: Router = Router::new()
@@ -28,7 +32,7 @@
 //!         ServiceBuilder::new()
 //!             .layer(RateLimitLayer::new(Quota::per_minute(100).burst(20)))
 //!             .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
-//!             .layer(TimeoutLayer::with_status_code(StatusCode::GATEWAY_TIMEOUT, Duration::from_secs(30))),
+//!             .layer(TimeoutLayer::new(Duration::from_secs(30))),
 //!     );
 //!     // .route_service("/health", ...) here: outside the rate limit.
 //! let app = ServiceBuilder::new()
@@ -119,12 +123,14 @@ mod headers;
 mod path_guard;
 mod rate_limit;
 pub mod store;
+mod timeout;
 
 pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
 pub use gcra::{Decision, InvalidQuota, Quota};
 pub use headers::{CspNonce, SecurityHeaders, SecurityHeadersLayer};
 pub use path_guard::{PathGuard, PathGuardLayer};
 pub use rate_limit::{KeyBy, KeyFn, Policy, RateLimit, RateLimitLayer, ip_key};
+pub use timeout::{Timeout, TimeoutLayer};
 
 /// tower-http's layers, re-exported rather than rewritten: CORS, body
 /// limit, timeout, catch-panic.
