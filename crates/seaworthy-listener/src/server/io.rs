@@ -34,7 +34,8 @@ pub(crate) struct ConnState {
     eof: AtomicBool,
     wrote: AtomicBool,
     no_linger: AtomicBool,
-    /// Closed for being idle: linger briefly (see `close_idle`).
+    /// An HTTP/2 connection closed for being idle: linger briefly (see
+    /// `close_idle`).
     idle_close: AtomicBool,
     header_timed_out: AtomicBool,
     /// Wakes the connection task to retire an HTTP/2 connection.
@@ -148,13 +149,19 @@ impl ConnState {
         self.no_linger.store(true, Relaxed);
     }
 
-    /// Closes an idle connection with a short lingering read
-    /// ([`IDLE_LINGER`]): a client that sent its next request just as the
-    /// connection closed gets the FIN (and, on HTTP/2, the GOAWAY that says
-    /// its new stream was not processed) rather than a reset that would
-    /// destroy both.
+    /// Closes an idle connection. HTTP/2 lingers briefly ([`IDLE_LINGER`]):
+    /// a client that opened a stream just as the connection closed then
+    /// reads the GOAWAY saying the stream was not processed (and retries
+    /// it) instead of a reset that would destroy it. HTTP/1 closes plainly:
+    /// a request racing the close fails either way, and a lingering read
+    /// would hold the drain while idle clients keep their end open (1000
+    /// idle connections: 265 ms to exit instead of 14 ms).
     pub(crate) fn close_idle(&self) {
-        self.idle_close.store(true, Relaxed);
+        if self.is_http2() {
+            self.idle_close.store(true, Relaxed);
+        } else {
+            self.close_hard();
+        }
     }
 
     /// Whether the connection ended because a request head was too slow.

@@ -201,7 +201,10 @@ impl Server {
     }
 
     /// After a connection is closed, how long its unread input is read and
-    /// dropped (lingering close). Zero turns it off. Default 2 s.
+    /// dropped (lingering close). Zero turns it off. Default 2 s. An idle
+    /// connection closed while draining lingers at most 250 ms if it is
+    /// HTTP/2 (so a stream opened just then is refused by the GOAWAY, not
+    /// reset) and not at all if it is HTTP/1.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.linger = linger;
         self
