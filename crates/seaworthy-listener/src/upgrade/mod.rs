@@ -178,7 +178,6 @@ impl UpgraderBuilder {
             control: Mutex::new(control),
             passing: Mutex::new(Vec::new()),
             gate: CancellationToken::new(),
-            ready: AtomicBool::new(false),
             busy: AtomicBool::new(false),
             took_over,
         });
@@ -253,9 +252,10 @@ struct Inner {
     control: Mutex<Option<StdUnixStream>>,
     /// This process's listening sockets (duplicates), to pass on.
     passing: Mutex<Vec<Passed>>,
-    /// Fires when accepting may start (at once unless taking over).
+    /// Fires when this process is ready and accepting may start: on a
+    /// first start at `ready()`, when taking over once the old process
+    /// has answered.
     gate: CancellationToken,
-    ready: AtomicBool,
     /// An upgrade is under way (or done: this process steps down).
     busy: AtomicBool,
     took_over: bool,
@@ -350,7 +350,7 @@ impl Upgrader {
     /// process must exit without serving. If the previous process is gone
     /// instead, this one serves (someone has to).
     pub async fn ready(&self) -> Result<(), Error> {
-        if self.inner.ready.load(Ordering::Acquire) {
+        if self.inner.gate.is_cancelled() {
             return Ok(());
         }
         let control = lock(&self.inner.control).take();
@@ -366,7 +366,6 @@ impl Upgrader {
             tracing::warn!(names = ?unused, "closing handed-over sockets this version does not use");
         }
         self.inner.gate.cancel();
-        self.inner.ready.store(true, Ordering::Release);
         let pid = std::process::id();
         if self.inner.took_over {
             notify::send(&[notify::State::MainPid(pid), notify::State::Ready]);
@@ -421,7 +420,7 @@ impl Upgrader {
 
     /// Takes the one upgrade slot, or says why not.
     fn claim(&self) -> Result<Claim<'_>, UpgradeError> {
-        if !self.inner.ready.load(Ordering::Acquire) {
+        if !self.inner.gate.is_cancelled() {
             return Err(UpgradeError::NotReady);
         }
         if self.inner.token.is_shutting_down() {
@@ -528,7 +527,7 @@ impl fmt::Debug for Upgrader {
             .field("ready_timeout", &self.inner.ready_timeout)
             .field("handoff_socket", &self.inner.handoff_socket)
             .field("took_over", &self.inner.took_over)
-            .field("ready", &self.inner.ready.load(Ordering::Relaxed))
+            .field("ready", &self.inner.gate.is_cancelled())
             .field("busy", &self.inner.busy.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
