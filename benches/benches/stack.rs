@@ -5,6 +5,9 @@
 //! limit, body limit, timeout). All under `axum::serve` with connect info,
 //! one worker thread, wrk on the other core, rounds alternating.
 //!
+//! First in process (one thread, no sockets): each stack, then each of
+//! seaworthy's layers alone; `STACK_IN_PROCESS_ONLY=1` stops there.
+//!
 //! `cargo bench -p seaworthy-benches --bench stack` (needs `wrk`).
 
 use std::net::SocketAddr;
@@ -233,6 +236,63 @@ where
     start.elapsed().as_nanos() as f64 / 200_000.0
 }
 
+/// Each layer of seaworthy's stack alone on the bare router, in process:
+/// where the stack's time goes. Nanoseconds above bare, best of 5 rounds.
+fn each_layer() {
+    use seaworthy::layers::TimeoutLayer as SeaworthyTimeout;
+    use tower::Layer;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let hello = || Stack::Bare.router();
+    let always = || RateLimitLayer::new(Quota::per_second(u32::MAX).burst(u32::MAX / 2));
+    let thirty = Duration::from_secs(30);
+    let mut best = [f64::MAX; 10];
+    for _round in 0..5 {
+        let runs = [
+            runtime.block_on(requests(hello())),
+            runtime.block_on(requests(SecurityHeadersLayer::api().layer(hello()))),
+            runtime.block_on(requests(CatchPanicLayer::new().layer(hello()))),
+            runtime.block_on(requests(
+                ClientIpLayer::new(TrustedProxies::none()).layer(hello()),
+            )),
+            runtime.block_on(requests(PathGuardLayer::new().layer(hello()))),
+            runtime.block_on(requests(hello().layer(always()))),
+            runtime.block_on(requests(
+                hello().layer(axum::extract::DefaultBodyLimit::max(1 << 20)),
+            )),
+            runtime.block_on(requests(hello().layer(SeaworthyTimeout::new(thirty)))),
+            runtime.block_on(requests(hello().layer(TimeoutLayer::with_status_code(
+                StatusCode::GATEWAY_TIMEOUT,
+                thirty,
+            )))),
+            runtime.block_on(requests(hello().layer(tower::layer::util::Identity::new()))),
+        ];
+        for (best, run) in best.iter_mut().zip(runs) {
+            *best = best.min(run);
+        }
+    }
+    let names = [
+        "bare",
+        "security headers (around the router)",
+        "catch-panic (around)",
+        "client IP (around)",
+        "path guard (around)",
+        "rate limit (on the routes)",
+        "body limit (on the routes)",
+        "seaworthy timeout (on the routes)",
+        "tower-http timeout (on the routes)",
+        "an empty layer (on the routes: Router::layer itself)",
+    ];
+    println!("| layer alone | ns per request above bare (best of 5) |");
+    println!("|---|---|");
+    for (name, nanos) in names.iter().zip(best).skip(1) {
+        println!("| {name} | {:+.0} |", nanos - best[0]);
+    }
+}
+
 fn main() {
     if !std::env::args().any(|arg| arg == "--bench") {
         return;
@@ -254,6 +314,7 @@ fn main() {
             nanos[index] - nanos[0]
         );
     }
+    each_layer();
     if std::env::var_os("STACK_IN_PROCESS_ONLY").is_some() {
         return;
     }
