@@ -43,6 +43,7 @@ const FALLBACK_BACKLOG: u32 = 1024;
 pub struct Bind {
     target: Target,
     reuse_address: bool,
+    #[cfg(unix)]
     reuse_port: bool,
     backlog: Option<u32>,
     nodelay: bool,
@@ -75,6 +76,7 @@ impl Bind {
         Bind {
             target,
             reuse_address: true,
+            #[cfg(unix)]
             reuse_port: false,
             backlog: None,
             nodelay: true,

@@ -29,6 +29,8 @@ impl Error {
         }
     }
 
+    // Used by systemd inheritance and the upgrade, both Unix-only.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn inherit(message: String, source: Option<io::Error>) -> Self {
         Error {
             kind: Kind::Inherit,
@@ -37,6 +39,8 @@ impl Error {
         }
     }
 
+    // Used by systemd inheritance and the upgrade, both Unix-only.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn not_found(message: String) -> Self {
         Error {
             kind: Kind::NotFound,
@@ -45,6 +49,8 @@ impl Error {
         }
     }
 
+    // Used by systemd inheritance and the upgrade, both Unix-only.
+    #[cfg_attr(not(unix), allow(dead_code))]
     pub(crate) fn environment(message: String) -> Self {
         Error {
             kind: Kind::Environment,

@@ -126,11 +126,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 
-mod addr;
 #[cfg(feature = "axum")]
 mod axum;
 mod bind;
-mod connection;
 mod error;
 mod listener;
 mod server;
@@ -141,9 +139,10 @@ pub mod systemd;
 #[cfg(unix)]
 pub mod upgrade;
 
-pub use addr::Addr;
 pub use bind::Bind;
-pub use connection::ConnectionInfo;
 pub use error::Error;
 pub use listener::{Listener, Source, Stream};
+/// The facts of a connection, from the leaf crate the layers share.
+#[doc(inline)]
+pub use seaworthy_connection::{Addr, ConnectionInfo};
 pub use server::{Counters, CountersSnapshot, Server};

@@ -163,9 +163,10 @@ impl Listener {
             Ok(_) => return Err(invalid("is not a stream socket", None)),
             Err(err) => return Err(invalid("is not a socket", Some(err))),
         }
-        if !socket
-            .is_listener()
-            .map_err(|err| invalid("cannot be inspected", Some(err)))?
+        // SO_ACCEPTCONN through nix: socket2 has it on Linux and FreeBSD
+        // only, nix on every Unix.
+        if !nix::sys::socket::getsockopt(&socket, nix::sys::socket::sockopt::AcceptConn)
+            .map_err(|err| invalid("cannot be inspected", Some(err.into())))?
         {
             return Err(invalid("is not listening", None));
         }
@@ -173,7 +174,7 @@ impl Listener {
             .set_nonblocking(true)
             .and_then(|()| socket.set_cloexec(true))
             .map_err(|err| invalid("cannot be made non-blocking", Some(err)))?;
-        if socket.domain().ok() != Some(socket2::Domain::UNIX) {
+        if !is_unix_domain(&socket) {
             // Production default, as for bound sockets; inherited by accepted ones.
             let _ = socket.set_tcp_nodelay(true);
         }
@@ -186,7 +187,7 @@ impl Listener {
     /// Wraps a listening, non-blocking socket.
     pub(crate) fn from_socket(socket: Socket, source: Source) -> io::Result<Listener> {
         #[cfg(unix)]
-        let inner = if socket.domain()? == socket2::Domain::UNIX {
+        let inner = if is_unix_domain(&socket) {
             let std: std::os::unix::net::UnixListener = OwnedFd::from(socket).into();
             Inner::Unix(tokio::net::UnixListener::from_std(std)?)
         } else {
@@ -215,9 +216,7 @@ impl Listener {
         match &self.inner {
             Inner::Tcp(listener) => listener.local_addr().map(Addr::Tcp),
             #[cfg(unix)]
-            Inner::Unix(listener) => listener
-                .local_addr()
-                .map(|addr| Addr::from_unix(&addr.into())),
+            Inner::Unix(listener) => listener.local_addr().map(unix_addr),
         }
     }
 
@@ -350,7 +349,7 @@ impl Listener {
             #[cfg(unix)]
             Inner::Unix(listener) => listener
                 .poll_accept(cx)
-                .map_ok(|(stream, peer)| (Stream::Unix(stream), Addr::from_unix(&peer.into()))),
+                .map_ok(|(stream, peer)| (Stream::Unix(stream), unix_addr(peer))),
         }
     }
 
@@ -435,10 +434,13 @@ fn classify(err: &io::Error) -> ErrorClass {
             | libc::ENETDOWN
             | libc::ENOPROTOOPT
             | libc::EHOSTDOWN
-            | libc::ENONET
             | libc::EHOSTUNREACH
             | libc::EOPNOTSUPP
             | libc::ENETUNREACH => return ErrorClass::Connection,
+            // Linux's "machine is not on the network"; the BSDs and macOS
+            // have no such code.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            libc::ENONET => return ErrorClass::Connection,
             _ => {}
         }
     }
@@ -523,9 +525,7 @@ impl Stream {
         match self {
             Stream::Tcp(stream) => stream.local_addr().map(Addr::Tcp),
             #[cfg(unix)]
-            Stream::Unix(stream) => stream
-                .local_addr()
-                .map(|addr| Addr::from_unix(&addr.into())),
+            Stream::Unix(stream) => stream.local_addr().map(unix_addr),
         }
     }
 
@@ -595,6 +595,21 @@ impl AsyncWrite for Stream {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, stream => Pin::new(stream).poll_shutdown(cx))
     }
+}
+
+/// Whether `socket` is a Unix domain socket. By its address's family:
+/// `SO_DOMAIN` (socket2's `domain()`) exists on Linux and a few others only.
+#[cfg(unix)]
+fn is_unix_domain(socket: &Socket) -> bool {
+    socket
+        .local_addr()
+        .is_ok_and(|addr| addr.domain() == socket2::Domain::UNIX)
+}
+
+/// tokio's Unix socket address as an [`Addr`].
+#[cfg(unix)]
+fn unix_addr(addr: tokio::net::unix::SocketAddr) -> Addr {
+    Addr::from(&std::os::unix::net::SocketAddr::from(addr))
 }
 
 #[cfg(test)]

@@ -51,11 +51,7 @@ pub(crate) async fn serve<S, B>(
     let config = &shared.config;
     let signals = &shared.signals;
     let state = Arc::new(ConnState::new(shared.token.clone()));
-    let info = ConnectionInfo {
-        peer: peer.clone(),
-        local: stream.local_addr().ok(),
-        tls: false,
-    };
+    let info = ConnectionInfo::new(peer.clone(), stream.local_addr().ok(), false);
     let service = ConnService {
         inner: shared.service.clone(),
         state: Arc::clone(&state),

@@ -45,7 +45,7 @@ where
             }
         }
         #[cfg(feature = "axum")]
-        if let crate::Addr::Tcp(peer) = self.info.peer {
+        if let Some(peer) = self.info.peer_addr().as_tcp() {
             request
                 .extensions_mut()
                 .insert(axum::extract::ConnectInfo(peer));

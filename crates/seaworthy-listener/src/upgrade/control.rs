@@ -36,6 +36,28 @@ pub(crate) const ENV_PARENT: &str = "SEAWORTHY_UPGRADE_PARENT";
 /// The most descriptors one hand-over carries.
 const MAX_FDS: usize = 64;
 
+/// Received descriptors are close-on-exec from the start where the system
+/// can (`MSG_CMSG_CLOEXEC`); elsewhere (macOS) adoption sets the flag a
+/// moment later, before the listener is used.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+const RECV_FLAGS: MsgFlags = MsgFlags::MSG_CMSG_CLOEXEC;
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+const RECV_FLAGS: MsgFlags = MsgFlags::empty();
+
 /// What a new process receives: the sockets and the control channel.
 pub(crate) type Handed = (Vec<Passed>, Option<StdUnixStream>);
 
@@ -175,13 +197,8 @@ pub(crate) fn request_handoff(path: &Path, timeout: Duration) -> Result<Option<H
     let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (len, raw) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let message = recvmsg::<()>(
-            stream.as_raw_fd(),
-            &mut iov,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )
-        .map_err(|err| failed(format!("no answer: {err}")))?;
+        let message = recvmsg::<()>(stream.as_raw_fd(), &mut iov, Some(&mut space), RECV_FLAGS)
+            .map_err(|err| failed(format!("no answer: {err}")))?;
         let mut raw = Vec::new();
         for cmsg in message.cmsgs().map_err(|err| failed(err.to_string()))? {
             if let ControlMessageOwned::ScmRights(fds) = cmsg {
