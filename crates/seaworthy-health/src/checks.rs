@@ -3,10 +3,15 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
+#[cfg(feature = "http-check")]
 use bytes::Bytes;
+#[cfg(feature = "http-check")]
 use http::{StatusCode, Uri};
+#[cfg(feature = "http-check")]
 use http_body_util::Empty;
+#[cfg(feature = "http-check")]
 use hyper_util::client::legacy::Client;
+#[cfg(feature = "http-check")]
 use hyper_util::rt::TokioExecutor;
 
 use crate::{Check, CheckResult};
@@ -33,6 +38,8 @@ pub fn tcp(name: impl Into<Cow<'static, str>>, addr: impl Into<String>) -> Check
 /// A check that sends `GET uri` (plain HTTP) and passes when the answer has
 /// status `expect`. Reports the time it took, in milliseconds. A
 /// dependency check of readiness by default, keyed `name:responseTime`.
+#[cfg(feature = "http-check")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-check")))]
 pub fn http_get(name: impl Into<Cow<'static, str>>, uri: Uri, expect: StatusCode) -> Check {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     Check::new(name, move || {

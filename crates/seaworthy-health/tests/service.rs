@@ -244,6 +244,7 @@ async fn other_paths_are_not_found_and_the_self_probe_reads_status_codes() {
     assert_eq!(seaworthy_health::probe("https://example.invalid/"), 1);
 }
 
+#[cfg(feature = "http-check")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn built_in_checks_connect_and_get_for_real() {
     use seaworthy_health::{Status, checks};
