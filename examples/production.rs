@@ -27,8 +27,9 @@
 //! every bad variable (never a value). `--print-config` prints the effective
 //! settings, secrets redacted, each with its source.
 //!
-//! Layers, outermost first: security headers (`api()` preset) on every
-//! response, catch-panic (500), client IP, path guard (400), then on the
+//! Layers, outermost first: client IP (it never answers, so everything
+//! inside sees the resolved client), security headers (`api()` preset) on
+//! every response, catch-panic (500), path guard (400), then on the
 //! routes but not the probes: rate limit (429), body limit (413), timeout
 //! (504).
 //!
@@ -215,16 +216,16 @@ fn app(health: HealthService, settings: &Settings) -> Probed {
         .route_service("/health/ready", health.clone())
         .route_service("/health/startup", health);
     ServiceBuilder::new()
+        .layer(ClientIpLayer::new(trusted))
         .layer(SecurityHeadersLayer::api())
         .layer(CatchPanicLayer::new())
-        .layer(ClientIpLayer::new(trusted))
         .layer(PathGuardLayer::new())
         .service(routes)
 }
 
 /// The whole service the server runs.
 type Probed =
-    SecurityHeaders<CatchPanic<ClientIpService<PathGuard<Router>>, DefaultResponseForPanic>>;
+    ClientIpService<SecurityHeaders<CatchPanic<PathGuard<Router>, DefaultResponseForPanic>>>;
 
 /// `host:port` of a `redis://[user:password@]host[:port][/db]` URL.
 fn redis_host(url: &str) -> Option<String> {

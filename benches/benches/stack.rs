@@ -1,7 +1,7 @@
 //! The whole layer stack under wrk: bare axum; the handler writing the
 //! security headers itself (the floor any header layer pays); tower-http's
 //! SetResponseHeader ×8 + tower_governor + body limit + timeout; and
-//! seaworthy's stack (headers, catch-panic, client IP, path guard, rate
+//! seaworthy's stack (client IP, headers, catch-panic, path guard, rate
 //! limit, body limit, timeout). All under `axum::serve` with connect info,
 //! one worker thread, wrk on the other core, rounds alternating.
 //!
@@ -127,17 +127,19 @@ impl Stack {
 /// The outer part of seaworthy's documented stack, around a router.
 fn seaworthy(router: Router) -> Outer {
     ServiceBuilder::new()
+        .layer(ClientIpLayer::new(TrustedProxies::none()))
         .layer(SecurityHeadersLayer::api())
         .layer(CatchPanicLayer::new())
-        .layer(ClientIpLayer::new(TrustedProxies::none()))
         .layer(PathGuardLayer::new())
         .service(router)
 }
 
-type Outer = seaworthy::layers::SecurityHeaders<
-    seaworthy::layers::tower_http::catch_panic::CatchPanic<
-        seaworthy::layers::client_ip::ClientIpService<seaworthy::layers::PathGuard<Router>>,
-        seaworthy::layers::tower_http::catch_panic::DefaultResponseForPanic,
+type Outer = seaworthy::layers::client_ip::ClientIpService<
+    seaworthy::layers::SecurityHeaders<
+        seaworthy::layers::tower_http::catch_panic::CatchPanic<
+            seaworthy::layers::PathGuard<Router>,
+            seaworthy::layers::tower_http::catch_panic::DefaultResponseForPanic,
+        >,
     >,
 >;
 

@@ -117,19 +117,22 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
-pub mod client_ip;
-mod gcra;
-mod headers;
-mod path_guard;
-mod rate_limit;
-pub mod store;
-mod timeout;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-pub use client_ip::{ClientIp, ClientIpLayer, TrustedProxies};
+mod gcra;
+
+pub mod client_ip;
+pub mod path_guard;
+pub mod rate_limit;
+pub mod security_headers;
+pub mod store;
+pub mod timeout;
+
+pub use client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, Peer, TrustedProxies};
 pub use gcra::{Decision, InvalidQuota, Quota};
-pub use headers::{CspNonce, SecurityHeaders, SecurityHeadersLayer};
 pub use path_guard::{PathGuard, PathGuardLayer};
-pub use rate_limit::{KeyBy, KeyFn, Policy, RateLimit, RateLimitLayer, ip_key};
+pub use rate_limit::{KeyBy, KeyFn, Policy, RateLimit, RateLimitLayer, RateLimiter, ip_key};
+pub use security_headers::{CspNonce, HeaderPolicy, SecurityHeaders, SecurityHeadersLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 
 /// tower-http's layers, re-exported rather than rewritten: CORS, body
@@ -139,4 +142,22 @@ pub mod tower_http {
     pub use tower_http::cors;
     pub use tower_http::limit;
     pub use tower_http::timeout;
+}
+
+/// Events a layer logs once, however many requests meet them: a flag each,
+/// shared by the clones of the layer that owns it.
+#[derive(Debug, Default)]
+pub(crate) struct Once(AtomicU8);
+
+impl Once {
+    /// A request had no peer address.
+    pub(crate) const NO_PEER: u8 = 1;
+    /// A private, untrusted peer sent `X-Forwarded-For`.
+    pub(crate) const UNTRUSTED_PRIVATE: u8 = 2;
+
+    /// Whether this is the first time `flag` is raised (then it is raised).
+    pub(crate) fn first_of(&self, flag: u8) -> bool {
+        self.0.load(Ordering::Relaxed) & flag == 0
+            && self.0.fetch_or(flag, Ordering::Relaxed) & flag == 0
+    }
 }

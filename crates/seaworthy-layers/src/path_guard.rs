@@ -1,6 +1,12 @@
 //! Rejects request paths that smuggle traversal through encoding.
+//!
+//! The decision is [`is_suspicious`], a plain function of the path as
+//! received; [`PathGuardLayer`] is its tower skin, answering 400 before
+//! routing.
 
-use std::future::{Future, Ready, ready};
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -31,42 +37,60 @@ impl PathGuardLayer {
         PathGuardLayer
     }
 
-    /// Whether `path` (as received, still percent-encoded) is refused.
+    /// Whether `path` (as received, still percent-encoded) is refused: the
+    /// module's [`is_suspicious`].
     pub fn is_suspicious(path: &str) -> bool {
-        let bytes = path.as_bytes();
-        // The common case, without allocating: nothing encoded, no
-        // backslash, no control character.
-        if !bytes
-            .iter()
-            .any(|&byte| byte == b'%' || byte == b'\\' || byte < 0x20 || byte == 0x7f)
-        {
-            return false;
-        }
-        if bytes
-            .iter()
-            .any(|&byte| byte == b'\\' || byte < 0x20 || byte == 0x7f)
-        {
+        is_suspicious(path)
+    }
+}
+
+/// Whether `path` (as received, still percent-encoded) is refused: an
+/// encoded dot segment (`/%2e%2e/`), an encoded slash or backslash inside a
+/// segment (`%2f`, `%5c`), a raw backslash, or a NUL or control character
+/// (`%00`–`%1f`, `%7f`, raw or encoded).
+///
+/// # Examples
+///
+/// ```
+/// use seaworthy_layers::path_guard::is_suspicious;
+///
+/// assert!(is_suspicious("/static/%2e%2e/secrets"));
+/// assert!(!is_suspicious("/files/report%20final.pdf"));
+/// ```
+pub fn is_suspicious(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    // The common case, without allocating: nothing encoded, no
+    // backslash, no control character.
+    if !bytes
+        .iter()
+        .any(|&byte| byte == b'%' || byte == b'\\' || byte < 0x20 || byte == 0x7f)
+    {
+        return false;
+    }
+    if bytes
+        .iter()
+        .any(|&byte| byte == b'\\' || byte < 0x20 || byte == 0x7f)
+    {
+        return true;
+    }
+    let decoded = |at: usize| -> Option<u8> {
+        let hex = bytes.get(at + 1..at + 3)?;
+        u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
+    };
+    for (at, _) in bytes.iter().enumerate().filter(|(_, byte)| **byte == b'%') {
+        // An encoded slash, backslash or control character.
+        if let Some(b'/' | b'\\' | 0x00..=0x1f | 0x7f) = decoded(at) {
             return true;
         }
-        let decoded = |at: usize| -> Option<u8> {
-            let hex = bytes.get(at + 1..at + 3)?;
-            u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
-        };
-        for (at, _) in bytes.iter().enumerate().filter(|(_, byte)| **byte == b'%') {
-            // An encoded slash, backslash or control character.
-            if let Some(b'/' | b'\\' | 0x00..=0x1f | 0x7f) = decoded(at) {
-                return true;
-            }
-        }
-        // A segment that decodes to "." or ".." through %2e.
-        path.split('/').any(|segment| {
-            segment.len() <= 6 && segment.contains('%') && {
-                let lower = segment.to_ascii_lowercase();
-                let dots = lower.replace("%2e", ".");
-                lower.contains("%2e") && (dots == "." || dots == "..")
-            }
-        })
     }
+    // A segment that decodes to "." or ".." through %2e.
+    path.split('/').any(|segment| {
+        segment.len() <= 6 && segment.contains('%') && {
+            let lower = segment.to_ascii_lowercase();
+            let dots = lower.replace("%2e", ".");
+            lower.contains("%2e") && (dots == "." || dots == "..")
+        }
+    })
 }
 
 impl<S> Layer<S> for PathGuardLayer {
@@ -86,55 +110,80 @@ pub struct PathGuard<S> {
 impl<S, B, ResB> Service<Request<B>> for PathGuard<S>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
-    S::Future: Send + 'static,
     ResB: Default,
 {
     type Response = Response<ResB>;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<Response<ResB>, S::Error>>>;
+    type Future = ResponseFuture<S::Future, Response<ResB>, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        if PathGuardLayer::is_suspicious(request.uri().path()) {
+        if is_suspicious(request.uri().path()) {
             tracing::debug!(path = request.uri().path(), "suspicious path refused");
             let mut response = Response::new(ResB::default());
             *response.status_mut() = StatusCode::BAD_REQUEST;
-            return Either::Right {
-                future: ready(Ok(response)),
-            };
+            return ResponseFuture::refused(response);
         }
-        Either::Left {
-            future: self.inner.call(request),
-        }
+        ResponseFuture::inner(self.inner.call(request))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// One of two futures.
-    #[project = EitherProj]
-    #[derive(Debug)]
-    pub enum Either<L, R> {
-        /// The inner service's.
-        Left { #[pin] future: L },
-        /// A ready answer.
-        Right { #[pin] future: R },
+    /// The response future of [`PathGuard`]: the inner service's, or the
+    /// 400.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F, R, E> {
+        #[pin]
+        state: State<F, R, E>,
     }
 }
 
-impl<L, R, T> Future for Either<L, R>
-where
-    L: Future<Output = T>,
-    R: Future<Output = T>,
-{
-    type Output = T;
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, R, E> {
+        Inner { #[pin] future: F },
+        Refused { response: Option<R>, _error: PhantomData<E> },
+    }
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        match self.project() {
-            EitherProj::Left { future } => future.poll(cx),
-            EitherProj::Right { future } => future.poll(cx),
+impl<F, R, E> ResponseFuture<F, R, E> {
+    fn inner(future: F) -> Self {
+        ResponseFuture {
+            state: State::Inner { future },
+        }
+    }
+
+    fn refused(response: R) -> Self {
+        ResponseFuture {
+            state: State::Refused {
+                response: Some(response),
+                _error: PhantomData,
+            },
+        }
+    }
+}
+
+impl<F, R, E> fmt::Debug for ResponseFuture<F, R, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<F, R, E> Future for ResponseFuture<F, R, E>
+where
+    F: Future<Output = Result<R, E>>,
+{
+    type Output = Result<R, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Inner { future } => future.poll(cx),
+            StateProj::Refused { response, .. } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
         }
     }
 }

@@ -1,4 +1,5 @@
-//! A request timeout that arms its timer only for handlers that wait.
+//! A request timeout that arms its timer only for handlers that wait:
+//! [`TimeoutLayer`], [`Timeout`], [`ResponseFuture`].
 
 use std::fmt;
 use std::future::Future;

@@ -4,9 +4,9 @@ use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 
 use http::{Request, Response};
+use seaworthy_connection::{Addr, ConnectionInfo};
 use seaworthy_layers::client_ip::ForwardedHeader;
 use seaworthy_layers::{ClientIp, ClientIpLayer, TrustedProxies};
-use seaworthy_listener::{Addr, ConnectionInfo};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
 
 /// Sends a request from `peer` with `headers` through `layer`; returns the
@@ -178,4 +178,78 @@ async fn x_real_ip_from_a_trusted_proxy_and_stripping_for_untrusted() {
     assert_eq!(client.ip, ip("198.51.100.9"));
     assert!(!client.https, "an untrusted peer cannot claim https");
     assert_eq!(forwarding, 0, "the forged headers were stripped");
+}
+
+#[tokio::test]
+async fn configuring_a_clone_changes_that_clone_only() {
+    let base = ClientIpLayer::new(TrustedProxies::loopback());
+    let strict = base.clone().strip_untrusted(true);
+    let forged = [("x-forwarded-for", "1.2.3.4")];
+    assert_eq!(resolve(base, "198.51.100.9", &forged).await.1, 1);
+    assert_eq!(resolve(strict, "198.51.100.9", &forged).await.1, 0);
+}
+
+#[tokio::test]
+async fn a_unix_socket_peer_is_this_host_and_a_loopback_proxy_there_is_believed() {
+    let service = ServiceBuilder::new()
+        .layer(ClientIpLayer::new(TrustedProxies::loopback()))
+        .service(service_fn(|request: Request<()>| async move {
+            Ok::<_, Infallible>(Response::new(
+                *request.extensions().get::<ClientIp>().unwrap(),
+            ))
+        }));
+    let mut request = Request::new(());
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", "203.0.113.5".parse().unwrap());
+    request
+        .extensions_mut()
+        .insert(ConnectionInfo::new(Addr::Unix(None), None, false));
+    let client = service.oneshot(request).await.unwrap().into_body();
+    assert_eq!(client.ip, ip("203.0.113.5"));
+    assert!(client.forwarded);
+}
+
+#[tokio::test]
+async fn the_headers_layer_inside_the_client_ip_layer_takes_https_from_a_trusted_proxy() {
+    use seaworthy_layers::SecurityHeadersLayer;
+    let hsts = |outer_client_ip: bool| async move {
+        let handler = service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(())) });
+        let client_ip = ClientIpLayer::new(TrustedProxies::loopback());
+        let mut request = Request::new(());
+        request
+            .headers_mut()
+            .insert("x-forwarded-proto", "https".parse().unwrap());
+        request
+            .headers_mut()
+            .insert("x-forwarded-for", "203.0.113.5".parse().unwrap());
+        request.extensions_mut().insert(ConnectionInfo::new(
+            Addr::Tcp("127.0.0.1:4000".parse().unwrap()),
+            None,
+            false,
+        ));
+        let response = if outer_client_ip {
+            ServiceBuilder::new()
+                .layer(client_ip)
+                .layer(SecurityHeadersLayer::api())
+                .service(handler)
+                .oneshot(request)
+                .await
+        } else {
+            ServiceBuilder::new()
+                .layer(SecurityHeadersLayer::api())
+                .layer(client_ip)
+                .service(handler)
+                .oneshot(request)
+                .await
+        };
+        response
+            .unwrap()
+            .headers()
+            .contains_key("strict-transport-security")
+    };
+    // The documented order: the proxy's word about https reaches the headers.
+    assert!(hsts(true).await);
+    // The other way round, only the connection's own TLS counts (plain here).
+    assert!(!hsts(false).await);
 }

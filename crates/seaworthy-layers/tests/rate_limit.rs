@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
+use seaworthy_connection::{Addr, ConnectionInfo};
 use seaworthy_layers::store::{ManualClock, MemoryStore};
 use seaworthy_layers::{KeyBy, Policy, Quota, RateLimitLayer};
-use seaworthy_listener::{Addr, ConnectionInfo};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 fn request(peer: &str, path: &str) -> Request<String> {
@@ -349,4 +349,35 @@ async fn a_store_that_answers_later_decides_the_same_and_one_that_is_down_fails_
             .unwrap();
         assert_eq!(response.status(), StatusCode::OK);
     }
+}
+
+#[tokio::test]
+async fn configuring_a_clone_changes_that_clone_only_and_the_counts_stay_shared() {
+    async fn call<S>(service: &mut S, path: &str) -> StatusCode
+    where
+        S: Service<Request<String>, Response = Response<String>, Error = Infallible>,
+    {
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("192.0.2.9", path));
+        response.await.unwrap().status()
+    }
+    // Setters on a clone of a layer that is already in use: no panic, and
+    // the original keeps its own settings.
+    let enforcing = RateLimitLayer::new(Quota::per_minute(1));
+    let mut first = ServiceBuilder::new().layer(enforcing.clone()).service(ok());
+    let shadow = enforcing.clone().shadow(true).skip_paths(["/free"]);
+    let mut second = ServiceBuilder::new().layer(shadow).service(ok());
+    assert_eq!(call(&mut first, "/").await, StatusCode::OK);
+    // The same store: the clone counted that request, but lets the next
+    // through (shadow mode); the original refuses, and does not skip /free.
+    assert_eq!(call(&mut second, "/").await, StatusCode::OK);
+    assert_eq!(call(&mut first, "/").await, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        call(&mut first, "/free").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(call(&mut second, "/free").await, StatusCode::OK);
 }

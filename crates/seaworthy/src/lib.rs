@@ -10,9 +10,16 @@
 //! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
 //! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
 //! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
-//! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard |
-//! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener` |
+//! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard, each a framework-free decision with a tower skin |
+//! | `listener` or `layers` | `connection` | `seaworthy-connection` | the connection facts both share (`ConnectionInfo`, `Addr`) |
+//! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener`; the layers read axum's `ConnectInfo` as the peer |
 //! | `full` | all of the above | | |
+//!
+//! Each crate compiles only what its job needs, and every feature builds
+//! alone (CI checks each): `layers` compiles no server, `health` no server
+//! either. Everything but the Unix-only parts of the listener (the upgrade
+//! hand-off, systemd inheritance, socket filters) builds on the platforms
+//! tokio supports.
 //!
 //! The actix-web integration follows as its crate lands.
 //!
@@ -62,3 +69,8 @@ pub use seaworthy_config as config;
 #[cfg_attr(docsrs, doc(cfg(feature = "layers")))]
 #[doc(inline)]
 pub use seaworthy_layers as layers;
+
+#[cfg(any(feature = "listener", feature = "layers"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "listener", feature = "layers"))))]
+#[doc(inline)]
+pub use seaworthy_connection as connection;

@@ -1,16 +1,53 @@
 //! The client's address: the peer, unless the peer is a trusted proxy, in
 //! which case the forwarding headers are walked from the right.
+//!
+//! The decision is [`ClientIpResolver`], a plain value over `http` types
+//! (`resolve(peer, &HeaderMap) -> ClientIp`) that any server can call;
+//! [`ClientIpLayer`] is its tower skin, which finds the [`Peer`] in the
+//! request's extensions and puts the [`ClientIp`] there.
+//!
+//! # Without a peer address
+//!
+//! A request whose extensions carry no peer address (plain `axum::serve`
+//! without `into_make_service_with_connect_info`, or axum's `ConnectInfo`
+//! with this crate's `axum` feature off) has no client the layer could
+//! vouch for. It passes without a [`ClientIp`] (forwarding headers are
+//! not believed, since nothing says who sent them), and the layer logs one
+//! `error!` naming the fix; the rate limit then counts every such request
+//! in one shared bucket, so the limit still holds.
+//!
+//! # Example
+//!
+//! ```
+//! use http::HeaderMap;
+//! use seaworthy_layers::client_ip::{ClientIpResolver, Peer, TrustedProxies};
+//!
+//! let resolver = ClientIpResolver::new(TrustedProxies::private());
+//! let mut headers = HeaderMap::new();
+//! headers.insert("x-forwarded-for", "203.0.113.9, 10.0.0.7".parse().unwrap());
+//! headers.insert("x-forwarded-proto", "https".parse().unwrap());
+//! // The load balancer at 10.0.0.2 forwarded a client's request:
+//! let client = resolver.resolve(Peer::tcp("10.0.0.2".parse().unwrap()), &headers);
+//! assert_eq!(client.ip, "203.0.113.9".parse::<std::net::IpAddr>().unwrap());
+//! assert!(client.https && client.forwarded);
+//! // The same headers from a client on the internet are not believed:
+//! let direct = resolver.resolve(Peer::tcp("198.51.100.1".parse().unwrap()), &headers);
+//! assert_eq!(direct.ip, "198.51.100.1".parse::<std::net::IpAddr>().unwrap());
+//! assert!(!direct.https && !direct.forwarded);
+//! ```
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 
-use http::{HeaderMap, HeaderName, Request};
-use tower_layer::Layer;
-use tower_service::Service;
+use http::{Extensions, HeaderMap, HeaderName, Request};
+
+use crate::Once;
+
+mod layer;
+
+pub use layer::{ClientIpLayer, ClientIpService};
 
 /// An address block, such as `10.0.0.0/8` or `2001:db8::/32`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -195,7 +232,8 @@ pub enum ForwardedHeader {
     XRealIp,
 }
 
-/// The client as the layer resolved it, in each request's extensions.
+/// The client as the resolver decided it, in each request's extensions
+/// once [`ClientIpLayer`] has run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientIp {
     /// The client's address (IPv4-mapped addresses as IPv4).
@@ -207,144 +245,210 @@ pub struct ClientIp {
     pub forwarded: bool,
 }
 
-/// Resolves the client address into a [`ClientIp`] extension; see the
-/// [module docs](self).
+/// The other end of the connection: its address, and whether the
+/// connection is TLS.
+///
+/// A Unix domain socket's peer is a process on this host, so it counts as
+/// `127.0.0.1` (a reverse proxy on the same host usually connects that way:
+/// trust it with [`TrustedProxies::loopback`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's address.
+    pub ip: IpAddr,
+    /// Whether the connection is TLS.
+    pub tls: bool,
+}
+
+impl Peer {
+    /// A plain TCP peer.
+    pub fn tcp(ip: IpAddr) -> Self {
+        Peer { ip, tls: false }
+    }
+
+    /// The peer of a connection seaworthy's listener described.
+    pub fn from_connection(info: &seaworthy_connection::ConnectionInfo) -> Self {
+        let ip = info
+            .peer_addr()
+            .as_tcp()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |addr| addr.ip());
+        Peer {
+            ip,
+            tls: info.is_tls(),
+        }
+    }
+
+    /// The peer from a request's extensions, from every source a server
+    /// may have put there: seaworthy's
+    /// [`ConnectionInfo`](seaworthy_connection::ConnectionInfo) (its
+    /// listener's `Server`), and with the `axum` feature axum's
+    /// `ConnectInfo<SocketAddr>` and `ConnectInfo<Addr>` (`axum::serve`
+    /// with `into_make_service_with_connect_info`, over a tokio or a
+    /// seaworthy listener). `None` when there is none of them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::Request;
+    /// use seaworthy_connection::{Addr, ConnectionInfo};
+    /// use seaworthy_layers::client_ip::Peer;
+    ///
+    /// let mut request = Request::new(());
+    /// assert_eq!(Peer::from_extensions(request.extensions()), None);
+    /// let addr = "192.0.2.1:5000".parse().unwrap();
+    /// request.extensions_mut().insert(ConnectionInfo::new(Addr::Tcp(addr), None, true));
+    /// let peer = Peer::from_extensions(request.extensions()).unwrap();
+    /// assert_eq!((peer.ip, peer.tls), (addr.ip(), true));
+    /// ```
+    pub fn from_extensions(extensions: &Extensions) -> Option<Self> {
+        if let Some(info) = extensions.get::<seaworthy_connection::ConnectionInfo>() {
+            return Some(Peer::from_connection(info));
+        }
+        #[cfg(feature = "axum")]
+        {
+            use axum::extract::ConnectInfo;
+            if let Some(ConnectInfo(addr)) = extensions.get::<ConnectInfo<SocketAddr>>() {
+                return Some(Peer::tcp(addr.ip()));
+            }
+            if let Some(ConnectInfo(addr)) =
+                extensions.get::<ConnectInfo<seaworthy_connection::Addr>>()
+            {
+                let ip = addr
+                    .as_tcp()
+                    .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |addr| addr.ip());
+                return Some(Peer::tcp(ip));
+            }
+        }
+        None
+    }
+}
+
+/// Whether a request was HTTPS, as far as its extensions tell: the
+/// resolved [`ClientIp`]'s scheme (a trusted proxy's word counts) when the
+/// client-IP layer ran, else the connection's TLS ([`Peer`]); `false` when
+/// neither is there.
+pub fn is_https(extensions: &Extensions) -> bool {
+    extensions
+        .get::<ClientIp>()
+        .map(|client| client.https)
+        .or_else(|| Peer::from_extensions(extensions).map(|peer| peer.tls))
+        .unwrap_or(false)
+}
+
+/// What the layers log, once, when a request carries no peer address.
+pub(crate) const NO_PEER: &str = "a request carries no peer address, so its client is unknown: \
+    serve it with seaworthy-listener's Server, or with axum::serve(listener, \
+    app.into_make_service_with_connect_info::<SocketAddr>()) and the `axum` feature of \
+    seaworthy-layers (or of seaworthy) on; until then the client IP is not resolved and every \
+    such request shares one rate-limit bucket";
+
+/// Decides the client's address from the peer and, when the peer is a
+/// trusted proxy, its forwarding headers; see the [module docs](self).
+///
+/// A plain value: configure it, clone it, call [`resolve`](Self::resolve)
+/// from any server.
 ///
 /// # Examples
 ///
 /// ```
-/// use seaworthy_layers::client_ip::{ClientIpLayer, ForwardedHeader, TrustedProxies};
+/// use seaworthy_layers::client_ip::{ClientIpResolver, ForwardedHeader, TrustedProxies};
 ///
 /// // Behind a load balancer in the VPC that appends X-Forwarded-For:
-/// let layer = ClientIpLayer::new(TrustedProxies::private())
-///     .header(ForwardedHeader::XForwardedFor);
-/// # let _ = layer;
+/// let resolver = ClientIpResolver::new(TrustedProxies::private())
+///     .header(ForwardedHeader::XForwardedFor)
+///     .strip_untrusted(true);
+/// # let _ = resolver;
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct ClientIpLayer {
-    config: Arc<Config>,
-}
-
-#[derive(Debug)]
-struct Config {
+pub struct ClientIpResolver {
     trusted: TrustedProxies,
     header: ForwardedHeader,
     hops: Option<usize>,
     strip_untrusted: bool,
-    warned: AtomicBool,
+    /// What was logged once (shared by clones).
+    logged: Arc<Once>,
 }
 
-impl ClientIpLayer {
+impl Default for ClientIpResolver {
+    fn default() -> Self {
+        ClientIpResolver::new(TrustedProxies::none())
+    }
+}
+
+impl ClientIpResolver {
     /// Believes forwarding headers from `trusted` only; reads
     /// `X-Forwarded-For` by default.
     pub fn new(trusted: TrustedProxies) -> Self {
-        ClientIpLayer {
-            config: Arc::new(Config {
-                trusted,
-                header: ForwardedHeader::XForwardedFor,
-                hops: None,
-                strip_untrusted: false,
-                warned: AtomicBool::new(false),
-            }),
+        ClientIpResolver {
+            trusted,
+            header: ForwardedHeader::XForwardedFor,
+            hops: None,
+            strip_untrusted: false,
+            logged: Arc::default(),
         }
     }
 
-    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        let config = Arc::get_mut(&mut self.config).expect("configured before cloning");
-        change(config);
-        self
-    }
-
     /// Which header the trusted proxies write.
-    pub fn header(self, header: ForwardedHeader) -> Self {
-        self.with(|config| config.header = header)
+    pub fn header(mut self, header: ForwardedHeader) -> Self {
+        self.header = header;
+        self
     }
 
     /// Instead of walking to the first untrusted address, take the address
     /// `hops` entries from the right (1: the one the last proxy appended).
     /// For a fixed chain of proxies whose addresses are not known.
-    pub fn hops(self, hops: usize) -> Self {
-        self.with(|config| config.hops = Some(hops.max(1)))
+    pub fn hops(mut self, hops: usize) -> Self {
+        self.hops = Some(hops.max(1));
+        self
     }
 
-    /// Removes forwarding headers from requests of untrusted peers, so that
-    /// handlers cannot read forged ones.
-    pub fn strip_untrusted(self, strip: bool) -> Self {
-        self.with(|config| config.strip_untrusted = strip)
-    }
-}
-
-impl<S> Layer<S> for ClientIpLayer {
-    type Service = ClientIpService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        ClientIpService {
-            inner,
-            config: Arc::clone(&self.config),
-        }
-    }
-}
-
-/// The service of [`ClientIpLayer`].
-#[derive(Clone, Debug)]
-pub struct ClientIpService<S> {
-    inner: S,
-    config: Arc<Config>,
-}
-
-/// The peer address and whether the connection is TLS, from the listener's
-/// `ConnectionInfo` (or axum's `ConnectInfo` with the `axum` feature).
-pub(crate) fn peer<B>(request: &Request<B>) -> Option<(IpAddr, bool)> {
-    if let Some(info) = request
-        .extensions()
-        .get::<seaworthy_listener::ConnectionInfo>()
-    {
-        return info
-            .peer_addr()
-            .as_tcp()
-            .map(|addr| (addr.ip(), info.is_tls()));
-    }
-    #[cfg(feature = "axum")]
-    if let Some(axum::extract::ConnectInfo(addr)) = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-    {
-        return Some((addr.ip(), false));
-    }
-    None
-}
-
-impl<S, B> Service<Request<B>> for ClientIpService<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    /// Removes forwarding headers from requests of untrusted peers (in
+    /// [`apply`](Self::apply)), so that handlers cannot read forged ones.
+    pub fn strip_untrusted(mut self, strip: bool) -> Self {
+        self.strip_untrusted = strip;
+        self
     }
 
-    fn call(&mut self, mut request: Request<B>) -> S::Future {
-        if let Some((peer, tls)) = peer(&request) {
-            let client = resolve(&self.config, peer, tls, request.headers());
-            if !client.forwarded
-                && self.config.strip_untrusted
-                && !self.config.trusted.contains(peer)
-            {
-                let headers = request.headers_mut();
-                for name in [FORWARDED, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REAL_IP] {
-                    headers.remove(name);
-                }
+    /// The proxies believed.
+    pub fn trusted(&self) -> &TrustedProxies {
+        &self.trusted
+    }
+
+    /// The client of a request from `peer` with `headers`: the peer
+    /// itself, unless it is a trusted proxy; then the forwarding header
+    /// walked from the right to the first untrusted address (or
+    /// [`hops`](Self::hops) from the right), and the scheme the proxy
+    /// reported.
+    pub fn resolve(&self, peer: Peer, headers: &HeaderMap) -> ClientIp {
+        resolve(self, peer, headers)
+    }
+
+    /// [`resolve`](Self::resolve), then strip the forwarding headers of an
+    /// untrusted peer when [`strip_untrusted`](Self::strip_untrusted) is on.
+    pub fn apply(&self, peer: Peer, headers: &mut HeaderMap) -> ClientIp {
+        let client = resolve(self, peer, headers);
+        if self.strip_untrusted && !client.forwarded && !self.trusted.contains(peer.ip) {
+            for name in [FORWARDED, X_FORWARDED_FOR, X_FORWARDED_PROTO, X_REAL_IP] {
+                headers.remove(name);
             }
-            if let Some(slot) = request.extensions().get::<crate::headers::HttpsSlot>() {
-                slot.set(client.https);
-            }
-            request.extensions_mut().insert(client);
         }
-        self.inner.call(request)
+        client
+    }
+
+    /// Resolves the client of `request` into its extensions, from the peer
+    /// its extensions carry ([`Peer::from_extensions`]). Without a peer:
+    /// `None`, nothing inserted, and one `error!` for the first such
+    /// request (see the [module docs](self)).
+    pub fn resolve_request<B>(&self, request: &mut Request<B>) -> Option<ClientIp> {
+        let Some(peer) = Peer::from_extensions(request.extensions()) else {
+            if self.logged.first_of(Once::NO_PEER) {
+                tracing::error!("{NO_PEER}");
+            }
+            return None;
+        };
+        let client = self.apply(peer, request.headers_mut());
+        request.extensions_mut().insert(client);
+        Some(client)
     }
 }
 
@@ -353,18 +457,18 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
-fn resolve(config: &Config, peer: IpAddr, tls: bool, headers: &HeaderMap) -> ClientIp {
-    let peer = canonical(peer);
+fn resolve(config: &ClientIpResolver, peer: Peer, headers: &HeaderMap) -> ClientIp {
+    let tls = peer.tls;
+    let peer = canonical(peer.ip);
     let direct = ClientIp {
         ip: peer,
         https: tls,
         forwarded: false,
     };
     if !config.trusted.contains(peer) {
-        if !config.warned.load(Ordering::Relaxed)
-            && headers.contains_key(X_FORWARDED_FOR)
+        if headers.contains_key(X_FORWARDED_FOR)
             && is_private(peer)
-            && !config.warned.swap(true, Ordering::Relaxed)
+            && config.logged.first_of(Once::UNTRUSTED_PRIVATE)
         {
             tracing::warn!(
                 %peer,

@@ -1,5 +1,44 @@
 //! Rate limiting: GCRA per key, policies, 429 with `Retry-After` and the
 //! IETF RateLimit fields.
+//!
+//! The decision is [`RateLimiter`], a plain value over a [`Store`]:
+//! [`check`](RateLimiter::check) takes an `http::Request` and answers with a
+//! [`Verdict`], at once when the store answers at once (the memory store),
+//! else as a future. [`RateLimitLayer`] is its tower skin: it runs the
+//! verdict, a 429 [`Refusal`] or a [`Pass`] (after a wait, in delay mode).
+//!
+//! # The client
+//!
+//! A policy keyed by [`KeyBy::ClientIp`] counts the [`ClientIp`] the
+//! client-IP layer resolved, else the connection's peer
+//! ([`Peer::from_extensions`]). A request with neither (plain
+//! `axum::serve` without connect info) is not let through unlimited: all
+//! such requests share one bucket per policy, so the limit still holds
+//! for the server as a whole, and the limiter logs one `error!` naming the
+//! fix.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{Request, StatusCode};
+//! use seaworthy_connection::{Addr, ConnectionInfo};
+//! use seaworthy_layers::rate_limit::{Checked, RateLimiter, Verdict};
+//! use seaworthy_layers::Quota;
+//!
+//! let limiter = RateLimiter::new(Quota::per_minute(1));
+//! let request = || {
+//!     let mut request = Request::new(());
+//!     let peer = Addr::Tcp("192.0.2.1:4000".parse().unwrap());
+//!     request.extensions_mut().insert(ConnectionInfo::new(peer, None, false));
+//!     request
+//! };
+//! assert!(matches!(limiter.check(&request()), Checked::Ready(Verdict::Pass(_))));
+//! let Checked::Ready(Verdict::Refuse(refusal)) = limiter.check(&request()) else {
+//!     panic!("the second request in a minute is refused");
+//! };
+//! assert_eq!(refusal.status(), StatusCode::TOO_MANY_REQUESTS);
+//! assert_eq!(refusal.retry_after().as_secs(), 60);
+//! ```
 
 use std::borrow::Cow;
 use std::fmt;
@@ -8,17 +47,19 @@ use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
-use http::{Method, Request, Response, StatusCode};
-use tower_layer::Layer;
-use tower_service::Service;
+use http::{Extensions, HeaderMap, Method, Request, Response, StatusCode};
 
-use crate::client_ip::{ClientIp, canonical, peer};
-use crate::store::{Key, MemoryStore, Store};
-use crate::{Decision, Quota};
+use crate::client_ip::{ClientIp, NO_PEER, Peer, canonical};
+use crate::store::{Key, MemoryStore, Store, StoreError};
+use crate::{Decision, Once, Quota};
+
+mod layer;
+
+pub use layer::{RateLimit, RateLimitLayer, ResponseFuture};
 
 /// A key function of [`KeyBy::Function`].
 pub type KeyFn = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
@@ -77,24 +118,30 @@ impl Policy {
     }
 }
 
-/// Rate limits requests; see the [crate docs](crate).
+/// Decides whether a request may pass: [`Policy`]s over a [`Store`]; see
+/// the [module docs](self).
+///
+/// A plain value: setters take and return it. Clones share the store (and
+/// so the counts); configuring a clone changes that clone only.
 ///
 /// # Examples
 ///
 /// ```
-/// use seaworthy_layers::{Quota, RateLimitLayer};
+/// use seaworthy_layers::{KeyBy, Policy, Quota, RateLimiter};
 ///
 /// // nginx: limit_req zone=ip rate=100r/m burst=20 nodelay;
-/// let layer = RateLimitLayer::new(Quota::per_minute(100).burst(20))
+/// // plus one bucket of 2000/min for the whole service.
+/// let limiter = RateLimiter::new(Quota::per_minute(100).burst(20))
+///     .policy(Policy::new("all", Quota::per_minute(2000), KeyBy::Global))
 ///     .skip_paths(["/health", "/health/ready", "/health/startup"]);
-/// # let _ = layer;
+/// # let _ = limiter;
 /// ```
 #[must_use]
-pub struct RateLimitLayer<St = MemoryStore> {
-    config: Arc<Config<St>>,
+pub struct RateLimiter<St = MemoryStore> {
+    inner: Arc<Inner<St>>,
 }
 
-struct Config<St> {
+struct Inner<St> {
     policies: Vec<Policy>,
     store: Arc<St>,
     skip_paths: Vec<Cow<'static, str>>,
@@ -104,32 +151,61 @@ struct Config<St> {
     headers_on_success: bool,
     cost: Option<CostFn>,
     digest: RandomState,
+    logged: Arc<Once>,
 }
 
-impl<St> Clone for RateLimitLayer<St> {
+impl<St> Clone for Inner<St> {
     fn clone(&self) -> Self {
-        RateLimitLayer {
-            config: Arc::clone(&self.config),
+        Inner {
+            policies: self.policies.clone(),
+            store: Arc::clone(&self.store),
+            skip_paths: self.skip_paths.clone(),
+            skip_options: self.skip_options,
+            shadow: self.shadow,
+            delay: self.delay,
+            headers_on_success: self.headers_on_success,
+            cost: self.cost.clone(),
+            digest: self.digest.clone(),
+            logged: Arc::clone(&self.logged),
         }
     }
 }
 
-impl RateLimitLayer<MemoryStore> {
+impl<St> Clone for RateLimiter<St> {
+    fn clone(&self) -> Self {
+        RateLimiter {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<St> fmt::Debug for RateLimiter<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("policies", &self.inner.policies)
+            .field("skip_paths", &self.inner.skip_paths)
+            .field("shadow", &self.inner.shadow)
+            .field("delay", &self.inner.delay)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter<MemoryStore> {
     /// One policy, `"default"`, per client IP (IPv6 per /64), in a memory
     /// store of 1,000,000 keys. `OPTIONS` requests are not counted.
     pub fn new(quota: Quota) -> Self {
-        RateLimitLayer::with_store(
+        RateLimiter::with_store(
             Policy::new("default", quota, KeyBy::ClientIp { ipv6_prefix: 64 }),
             MemoryStore::new(1_000_000),
         )
     }
 }
 
-impl<St: Store> RateLimitLayer<St> {
+impl<St: Store> RateLimiter<St> {
     /// One policy in `store`.
     pub fn with_store(policy: Policy, store: St) -> Self {
-        RateLimitLayer {
-            config: Arc::new(Config {
+        RateLimiter {
+            inner: Arc::new(Inner {
                 policies: vec![policy],
                 store: Arc::new(store),
                 skip_paths: Vec::new(),
@@ -139,98 +215,126 @@ impl<St: Store> RateLimitLayer<St> {
                 headers_on_success: false,
                 cost: None,
                 digest: RandomState::new(),
+                logged: Arc::default(),
             }),
         }
     }
+}
 
-    fn with(mut self, change: impl FnOnce(&mut Config<St>)) -> Self {
-        let config = Arc::get_mut(&mut self.config).expect("configured before cloning");
-        change(config);
+impl<St> RateLimiter<St> {
+    fn with(mut self, change: impl FnOnce(&mut Inner<St>)) -> Self {
+        // Copy-on-write: a clone keeps its own settings (and the store).
+        change(Arc::make_mut(&mut self.inner));
         self
     }
 
     /// Adds a policy (a global one beside the per-client one, say); a
-    /// request must pass all of them.
+    /// request must pass all of them, checked in order.
     pub fn policy(self, policy: Policy) -> Self {
-        self.with(|config| config.policies.push(policy))
+        self.with(|inner| inner.policies.push(policy))
     }
 
     /// Paths never limited (the probes).
     pub fn skip_paths(self, paths: impl IntoIterator<Item = impl Into<Cow<'static, str>>>) -> Self {
-        self.with(|config| config.skip_paths.extend(paths.into_iter().map(Into::into)))
+        self.with(|inner| inner.skip_paths.extend(paths.into_iter().map(Into::into)))
     }
 
     /// Whether `OPTIONS` (CORS preflight) is exempt (default true).
     pub fn skip_options(self, skip: bool) -> Self {
-        self.with(|config| config.skip_options = skip)
+        self.with(|inner| inner.skip_options = skip)
     }
 
     /// Counts and logs, but lets every request pass: to try a limit in
     /// production before enforcing it.
     pub fn shadow(self, shadow: bool) -> Self {
-        self.with(|config| config.shadow = shadow)
+        self.with(|inner| inner.shadow = shadow)
     }
 
     /// nginx's `limit_req` without `nodelay`: a request within the burst is
-    /// held until the steady rate allows it, instead of passing at once;
-    /// past the burst it is still refused.
+    /// held until the steady rate allows it (the [`Pass`] carries the
+    /// wait), instead of passing at once; past the burst it is still
+    /// refused.
     pub fn delay(self, delay: bool) -> Self {
-        self.with(|config| config.delay = delay)
+        self.with(|inner| inner.delay = delay)
     }
 
     /// Adds the `RateLimit` and `RateLimit-Policy` fields to successful
     /// responses too (they are always on 429s).
     pub fn headers_on_success(self, on: bool) -> Self {
-        self.with(|config| config.headers_on_success = on)
+        self.with(|inner| inner.headers_on_success = on)
     }
 
     /// Weighs requests: an expensive endpoint can cost more than 1.
     pub fn cost(self, cost: impl Fn(&http::request::Parts) -> u32 + Send + Sync + 'static) -> Self {
-        self.with(|config| config.cost = Some(Arc::new(cost)))
+        self.with(|inner| inner.cost = Some(Arc::new(cost)))
+    }
+
+    /// The store the counts are kept in.
+    pub fn store(&self) -> &St {
+        &self.inner.store
     }
 }
 
-impl<St> fmt::Debug for RateLimitLayer<St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimitLayer")
-            .field("policies", &self.config.policies)
-            .field("shadow", &self.config.shadow)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, St> Layer<S> for RateLimitLayer<St> {
-    type Service = RateLimit<S, St>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimit {
-            inner,
-            config: Arc::clone(&self.config),
+impl<St: Store> RateLimiter<St> {
+    /// Decides `request`: exempt paths and methods pass; otherwise each
+    /// policy in order counts the request against its key, stopping at the
+    /// first refusal (a request refused by one policy does not use up the
+    /// next ones). A store that answers at once (the memory store) is
+    /// decided here, without allocating; one that must wait (a shared
+    /// store) continues in the returned [`PendingCheck`]. A store that
+    /// fails lets the request pass (logged as a warning): a store that is
+    /// down must not take the service down with it.
+    pub fn check<B>(&self, request: &Request<B>) -> Checked {
+        let inner = &*self.inner;
+        if inner.exempt(request.method(), request.uri().path()) {
+            return Checked::Ready(Verdict::Pass(Pass::default()));
         }
-    }
-}
-
-/// The service of [`RateLimitLayer`].
-pub struct RateLimit<S, St = MemoryStore> {
-    inner: S,
-    config: Arc<Config<St>>,
-}
-
-impl<S: Clone, St> Clone for RateLimit<S, St> {
-    fn clone(&self) -> Self {
-        RateLimit {
-            inner: self.inner.clone(),
-            config: Arc::clone(&self.config),
+        let client = client_of(request.extensions());
+        let cost = inner.cost.as_ref().map_or(1, |cost| cost(&head(request)));
+        let mut tally = Tally::default();
+        let mut cx = Context::from_waker(Waker::noop());
+        for index in 0..inner.policies.len() {
+            let Some(key) = inner.key(index, request, client) else {
+                continue;
+            };
+            let mut check = inner.store.check(key, &inner.policies[index].quota, cost);
+            match Pin::new(&mut check).poll(&mut cx) {
+                Poll::Ready(answer) => {
+                    if !tally.add(index, answer) {
+                        break;
+                    }
+                }
+                Poll::Pending => {
+                    let rest: Vec<(usize, Key)> = (index + 1..inner.policies.len())
+                        .filter_map(|index| Some((index, inner.key(index, request, client)?)))
+                        .collect();
+                    let limiter = self.clone();
+                    return Checked::Pending(PendingCheck(Box::pin(async move {
+                        let inner = &*limiter.inner;
+                        if tally.add(index, check.await) {
+                            for (index, key) in rest {
+                                let quota = &inner.policies[index].quota;
+                                if !tally.add(index, inner.store.check(key, quota, cost).await) {
+                                    break;
+                                }
+                            }
+                        }
+                        inner.verdict(&tally)
+                    })));
+                }
+            }
         }
+        Checked::Ready(inner.verdict(&tally))
     }
 }
 
-impl<S: fmt::Debug, St> fmt::Debug for RateLimit<S, St> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RateLimit")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
-    }
+/// The client a policy keyed by client IP counts: the resolved
+/// [`ClientIp`], else the peer.
+fn client_of(extensions: &Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ClientIp>()
+        .map(|client| client.ip)
+        .or_else(|| Peer::from_extensions(extensions).map(|peer| peer.ip))
 }
 
 /// The store key of a client address: IPv4-mapped addresses as IPv4, IPv6
@@ -268,18 +372,25 @@ fn digest(state: &RandomState, salt: u8, text: &[u8]) -> Key {
     ]
 }
 
-impl<St> Config<St> {
-    /// The key of `policy` for this request, or `None` to skip it.
-    fn key<B>(&self, index: usize, request: &Request<B>) -> Option<Key> {
+impl<St> Inner<St> {
+    fn exempt(&self, method: &Method, path: &str) -> bool {
+        (self.skip_options && method == Method::OPTIONS)
+            || self.skip_paths.iter().any(|skip| skip == path)
+    }
+
+    /// The key of policy `index` for this request, or `None` to skip it.
+    fn key<B>(&self, index: usize, request: &Request<B>, client: Option<IpAddr>) -> Option<Key> {
         match &self.policies[index].key {
-            KeyBy::ClientIp { ipv6_prefix } => {
-                let ip = request
-                    .extensions()
-                    .get::<ClientIp>()
-                    .map(|client| client.ip)
-                    .or_else(|| peer(request).map(|(ip, _)| ip))?;
-                Some(ip_key(ip, *ipv6_prefix))
-            }
+            KeyBy::ClientIp { ipv6_prefix } => Some(match client {
+                Some(ip) => ip_key(ip, *ipv6_prefix),
+                None => {
+                    if self.logged.first_of(Once::NO_PEER) {
+                        tracing::error!("{NO_PEER}");
+                    }
+                    // One bucket for every request of unknown origin.
+                    [u64::MAX - 1, index as u64]
+                }
+            }),
             KeyBy::Header(name) => request
                 .headers()
                 .get(name)
@@ -290,38 +401,34 @@ impl<St> Config<St> {
         }
     }
 
-    fn skipped<B>(&self, request: &Request<B>) -> bool {
-        (self.skip_options && request.method() == Method::OPTIONS)
-            || self
-                .skip_paths
-                .iter()
-                .any(|path| path == request.uri().path())
+    /// The verdict once the checks are done.
+    fn verdict(&self, tally: &Tally) -> Verdict {
+        if let Some((index, decision)) = tally.rejected {
+            let policy = &self.policies[index];
+            if !self.shadow {
+                tracing::debug!(policy = %policy.name, "rate limit exceeded");
+                let seconds = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                return Verdict::Refuse(Refusal {
+                    retry_after: Duration::from_secs(seconds),
+                    headers: RateLimitHeaders::new(policy, &decision),
+                });
+            }
+            tracing::info!(policy = %policy.name, "rate limit exceeded (shadow mode: allowed)");
+        }
+        let headers = tally
+            .tightest
+            .filter(|_| self.headers_on_success)
+            .map(|(index, decision)| RateLimitHeaders::new(&self.policies[index], &decision));
+        // Spaced at the rate: the first request of a fresh key waits
+        // nothing, the k-th of a burst k - 1 intervals.
+        let wait = match tally.tightest {
+            Some((index, decision)) if self.delay && tally.rejected.is_none() => decision
+                .reset_after
+                .saturating_sub(self.policies[index].quota.interval()),
+            _ => Duration::ZERO,
+        };
+        Verdict::Pass(Pass { wait, headers })
     }
-}
-
-/// `RateLimit-Policy` and `RateLimit` (draft 11 syntax).
-fn rate_limit_fields(policy: &Policy, decision: &Decision) -> [(HeaderName, HeaderValue); 2] {
-    let window = Duration::from_nanos(policy.quota.tolerance())
-        .as_secs_f64()
-        .ceil()
-        .max(1.0) as u64;
-    let reset = decision.reset_after.as_secs_f64().ceil() as u64;
-    let policy_field = format!(
-        "\"{}\";q={};w={window}",
-        policy.name,
-        policy.quota.capacity()
-    );
-    let limit_field = format!("\"{}\";r={};t={reset}", policy.name, decision.remaining);
-    [
-        (
-            RATELIMIT_POLICY,
-            HeaderValue::from_str(&policy_field).unwrap_or(HeaderValue::from_static("")),
-        ),
-        (
-            RATELIMIT,
-            HeaderValue::from_str(&limit_field).unwrap_or(HeaderValue::from_static("")),
-        ),
-    ]
 }
 
 /// Where the checks stand: the tightest decision so far, and the refusal
@@ -334,7 +441,7 @@ struct Tally {
 
 impl Tally {
     /// Counts one answer; `false` when the checks stop here.
-    fn add(&mut self, index: usize, answer: Result<Decision, crate::store::StoreError>) -> bool {
+    fn add(&mut self, index: usize, answer: Result<Decision, StoreError>) -> bool {
         let decision = match answer {
             Ok(decision) => decision,
             Err(err) => {
@@ -358,219 +465,166 @@ impl Tally {
     }
 }
 
-impl<St> Config<St> {
-    /// The 429, unless in shadow mode (then `None`: let it through).
-    fn refusal<ResB: Default>(&self, tally: &Tally) -> Option<Response<ResB>> {
-        let (index, decision) = tally.rejected?;
-        let policy = &self.policies[index];
-        if self.shadow {
-            tracing::info!(policy = %policy.name, "rate limit exceeded (shadow mode: allowed)");
-            return None;
-        }
-        tracing::debug!(policy = %policy.name, "rate limit exceeded");
-        let mut response = Response::new(ResB::default());
-        *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-        let retry = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let headers = response.headers_mut();
-        headers.insert(RETRY_AFTER, HeaderValue::from(retry));
-        for (name, value) in rate_limit_fields(policy, &decision) {
-            headers.insert(name, value);
-        }
-        Some(response)
-    }
-
-    /// The fields for a successful response, when asked for.
-    fn success_fields(&self, tally: &Tally) -> Option<[(HeaderName, HeaderValue); 2]> {
-        let (index, decision) = tally.tightest.filter(|_| self.headers_on_success)?;
-        Some(rate_limit_fields(&self.policies[index], &decision))
-    }
+/// How [`RateLimiter::check`] turned out.
+#[derive(Debug)]
+#[must_use]
+pub enum Checked {
+    /// Decided at once.
+    Ready(Verdict),
+    /// Waiting on the store.
+    Pending(PendingCheck),
 }
 
-impl<S, St, B, ResB> Service<Request<B>> for RateLimit<S, St>
-where
-    S: Service<Request<B>, Response = Response<ResB>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    St: Store,
-    B: Send + 'static,
-    ResB: Default + Send + 'static,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future, ResB, S::Error>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let config = &self.config;
-        if config.skipped(&request) {
-            return ResponseFuture::inner(self.inner.call(request), None);
-        }
-        let cost = config.cost.as_ref().map_or(1, |cost| cost(&head(&request)));
-        // In order, stopping at the first refusal: a request refused by one
-        // policy does not use up the next ones. A store that answers at once
-        // (the memory store) is decided here, with no allocation; one that
-        // must wait (a shared store) continues in a task-like future.
-        let mut tally = Tally::default();
-        let mut pending = None;
-        let mut next = 0;
-        if !config.delay {
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            while next < config.policies.len() {
-                let index = next;
-                next += 1;
-                let Some(key) = config.key(index, &request) else {
-                    continue;
-                };
-                let mut check = config.store.check(key, &config.policies[index].quota, cost);
-                match Pin::new(&mut check).poll(&mut cx) {
-                    Poll::Ready(answer) => {
-                        if !tally.add(index, answer) {
-                            break;
-                        }
-                    }
-                    Poll::Pending => {
-                        pending = Some((index, check));
-                        break;
-                    }
-                }
-            }
-            if pending.is_none() {
-                if let Some(response) = config.refusal(&tally) {
-                    return ResponseFuture::ready(response);
-                }
-                return ResponseFuture::inner(
-                    self.inner.call(request),
-                    config.success_fields(&tally),
-                );
-            }
-        }
-        // The policies not checked yet (all of them in delay mode; none
-        // after a refusal).
-        let keys: Vec<(usize, Key)> = if tally.rejected.is_some() {
-            Vec::new()
-        } else {
-            (next..config.policies.len())
-                .filter_map(|index| Some((index, config.key(index, &request)?)))
-                .collect()
-        };
-        // The slow path: waiting on the store, or holding to the rate.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let config = Arc::clone(config);
-        ResponseFuture::boxed(Box::pin(async move {
-            let mut stopped = false;
-            if let Some((index, check)) = pending {
-                stopped = !tally.add(index, check.await);
-            }
-            if !stopped {
-                for (index, key) in keys {
-                    let answer = config
-                        .store
-                        .check(key, &config.policies[index].quota, cost)
-                        .await;
-                    if !tally.add(index, answer) {
-                        break;
-                    }
-                }
-            }
-            if let Some(response) = config.refusal(&tally) {
-                return Ok(response);
-            }
-            if config.delay && tally.rejected.is_none() {
-                // Spaced at the rate: the first request of a fresh key waits
-                // nothing, the k-th of a burst k - 1 intervals.
-                let wait = tally.tightest.map_or(Duration::ZERO, |(index, decision)| {
-                    decision
-                        .reset_after
-                        .saturating_sub(config.policies[index].quota.interval())
-                });
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            let mut response = inner.call(request).await?;
-            if let Some(fields) = config.success_fields(&tally) {
-                for (name, value) in fields {
-                    response.headers_mut().insert(name, value);
-                }
-            }
-            Ok(response)
-        }))
-    }
-}
-
-type BoxedResponse<ResB, E> = Pin<Box<dyn Future<Output = Result<Response<ResB>, E>> + Send>>;
-
-pin_project_lite::pin_project! {
-    /// The response future of [`RateLimit`].
-    pub struct ResponseFuture<F, ResB, E> {
-        #[pin]
-        state: State<F, ResB, E>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = StateProj]
-    enum State<F, ResB, E> {
-        Inner { #[pin] future: F, fields: Option<[(HeaderName, HeaderValue); 2]> },
-        Ready { response: Option<Response<ResB>> },
-        Boxed { future: BoxedResponse<ResB, E> },
-    }
-}
-
-impl<F, ResB, E> ResponseFuture<F, ResB, E> {
-    fn inner(future: F, fields: Option<[(HeaderName, HeaderValue); 2]>) -> Self {
-        ResponseFuture {
-            state: State::Inner { future, fields },
-        }
-    }
-
-    fn ready(response: Response<ResB>) -> Self {
-        ResponseFuture {
-            state: State::Ready {
-                response: Some(response),
-            },
-        }
-    }
-
-    fn boxed(future: BoxedResponse<ResB, E>) -> Self {
-        ResponseFuture {
-            state: State::Boxed { future },
+impl Checked {
+    /// The verdict, waiting for it if need be.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the check; whatever the store had counted
+    /// stays counted.
+    pub async fn verdict(self) -> Verdict {
+        match self {
+            Checked::Ready(verdict) => verdict,
+            Checked::Pending(pending) => pending.await,
         }
     }
 }
 
-impl<F, ResB, E> fmt::Debug for ResponseFuture<F, ResB, E> {
+/// A check waiting on its store; resolves to the [`Verdict`].
+///
+/// # Cancel safety
+///
+/// Dropping it drops the check; whatever the store had counted stays
+/// counted.
+#[must_use = "futures do nothing unless polled"]
+pub struct PendingCheck(Pin<Box<dyn Future<Output = Verdict> + Send>>);
+
+impl fmt::Debug for PendingCheck {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("PendingCheck").finish_non_exhaustive()
     }
 }
 
-impl<F, ResB, E> Future for ResponseFuture<F, ResB, E>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-{
-    type Output = Result<Response<ResB>, E>;
+impl Future for PendingCheck {
+    type Output = Verdict;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Inner { future, fields } => {
-                let mut response = std::task::ready!(future.poll(cx))?;
-                if let Some(fields) = fields.take() {
-                    for (name, value) in fields {
-                        response.headers_mut().insert(name, value);
-                    }
-                }
-                Poll::Ready(Ok(response))
-            }
-            StateProj::Ready { response } => {
-                Poll::Ready(Ok(response.take().expect("polled after completion")))
-            }
-            StateProj::Boxed { future } => future.as_mut().poll(cx),
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Verdict> {
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// What to do with a request.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Let it through.
+    Pass(Pass),
+    /// Answer 429.
+    Refuse(Refusal),
+}
+
+/// A request that may pass: perhaps after a wait (delay mode), perhaps
+/// with the RateLimit fields on its response.
+#[derive(Clone, Debug, Default)]
+pub struct Pass {
+    wait: Duration,
+    headers: Option<RateLimitHeaders>,
+}
+
+impl Pass {
+    /// How long to hold the request first: zero unless in
+    /// [delay mode](RateLimiter::delay).
+    pub fn wait(&self) -> Duration {
+        self.wait
+    }
+
+    /// The fields for the response, when
+    /// [`headers_on_success`](RateLimiter::headers_on_success) is on.
+    pub fn headers(&self) -> Option<&RateLimitHeaders> {
+        self.headers.as_ref()
+    }
+}
+
+/// A request refused: 429 with `Retry-After` and the RateLimit fields.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    retry_after: Duration,
+    headers: RateLimitHeaders,
+}
+
+impl Refusal {
+    /// `429 Too Many Requests`.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::TOO_MANY_REQUESTS
+    }
+
+    /// When the same request would pass, in whole seconds, never zero (a
+    /// client that retries at once is refused again).
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
+    /// The RateLimit fields of the policy that refused.
+    pub fn headers(&self) -> &RateLimitHeaders {
+        &self.headers
+    }
+
+    /// Sets `Retry-After` and the RateLimit fields on `headers`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(RETRY_AFTER, HeaderValue::from(self.retry_after.as_secs()));
+        self.headers.apply(headers);
+    }
+
+    /// The 429 response, with an empty body.
+    pub fn into_response<B: Default>(self) -> Response<B> {
+        let mut response = Response::new(B::default());
+        *response.status_mut() = self.status();
+        self.apply(response.headers_mut());
+        response
+    }
+}
+
+/// The IETF `RateLimit-Policy` and `RateLimit` fields (draft 11 syntax)
+/// of one policy: `"default";q=21;w=13` and `"default";r=0;t=13`.
+#[derive(Clone, Debug)]
+pub struct RateLimitHeaders {
+    policy: HeaderValue,
+    limit: HeaderValue,
+}
+
+impl RateLimitHeaders {
+    fn new(policy: &Policy, decision: &Decision) -> Self {
+        let window = Duration::from_nanos(policy.quota.tolerance())
+            .as_secs_f64()
+            .ceil()
+            .max(1.0) as u64;
+        let reset = decision.reset_after.as_secs_f64().ceil() as u64;
+        let policy_field = format!(
+            "\"{}\";q={};w={window}",
+            policy.name,
+            policy.quota.capacity()
+        );
+        let limit_field = format!("\"{}\";r={};t={reset}", policy.name, decision.remaining);
+        RateLimitHeaders {
+            policy: HeaderValue::from_str(&policy_field).unwrap_or(HeaderValue::from_static("")),
+            limit: HeaderValue::from_str(&limit_field).unwrap_or(HeaderValue::from_static("")),
         }
+    }
+
+    /// The `RateLimit-Policy` field.
+    pub fn policy(&self) -> &HeaderValue {
+        &self.policy
+    }
+
+    /// The `RateLimit` field.
+    pub fn limit(&self) -> &HeaderValue {
+        &self.limit
+    }
+
+    /// Sets both fields on `headers`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert(RATELIMIT_POLICY, self.policy.clone());
+        headers.insert(RATELIMIT, self.limit.clone());
     }
 }
 

@@ -1,145 +1,133 @@
 //! Security headers on every response.
+//!
+//! The decision is [`HeaderPolicy`], a plain value that applies its
+//! headers to a response's `HeaderMap` given whether the request was HTTPS
+//! ([`apply`](HeaderPolicy::apply)); [`SecurityHeadersLayer`] is its tower
+//! skin. Put the layer outermost but for [`ClientIpLayer`](crate::ClientIpLayer),
+//! so that error responses of every layer inside it carry the headers and
+//! HSTS follows the scheme a trusted proxy reported.
+//!
+//! # Example
+//!
+//! ```
+//! use http::{HeaderMap, header};
+//! use seaworthy_layers::HeaderPolicy;
+//!
+//! let policy = HeaderPolicy::api();
+//! let mut headers = HeaderMap::new();
+//! headers.insert(header::SERVER, "nginx/1.2".parse().unwrap());
+//! policy.apply(&mut headers, true, None);
+//! assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+//! assert!(headers.contains_key(header::STRICT_TRANSPORT_SECURITY));
+//! assert!(!headers.contains_key(header::SERVER));
+//! ```
 
-use std::fmt;
-use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, ready};
 
+use http::HeaderMap;
 use http::header::{self, Entry, HeaderName, HeaderValue};
-use http::{Request, Response};
-use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::client_ip::{ClientIp, peer};
+mod layer;
+
+pub use layer::{ResponseFuture, SecurityHeaders, SecurityHeadersLayer};
 
 const PERMISSIONS_POLICY: &str = "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), midi=(), payment=(), usb=(), interest-cohort=()";
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+const WEB_CSP: &str = "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; \
+                       form-action 'self'; frame-ancestors 'self'; img-src 'self' data:; \
+                       object-src 'none'; script-src 'self' 'nonce-{NONCE}'; script-src-attr 'none'; \
+                       style-src 'self' https: 'unsafe-inline'; upgrade-insecure-requests";
 const HSTS: &str = "max-age=63072000; includeSubDomains";
+const HSTS_PRELOAD: &str = "max-age=63072000; includeSubDomains; preload";
 
-/// Set by the client-IP layer further in, read by the headers layer on the
-/// way out: whether the request was HTTPS as the trusted proxies told it.
-#[derive(Clone, Debug)]
-pub(crate) struct HttpsSlot(Arc<std::sync::atomic::AtomicU8>);
-
-impl HttpsSlot {
-    pub(crate) fn set(&self, https: bool) {
-        self.0.store(if https { 2 } else { 1 }, Ordering::Relaxed);
-    }
-
-    fn get(&self) -> Option<bool> {
-        match self.0.load(Ordering::Relaxed) {
-            0 => None,
-            value => Some(value == 2),
-        }
-    }
-}
-
-/// The per-request nonce of the [`web`](SecurityHeadersLayer::web) preset's
+/// The per-request nonce of the [`web`](HeaderPolicy::web) preset's
 /// `Content-Security-Policy`, in the request's extensions: put it in
 /// `<script nonce="…">`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CspNonce(pub String);
 
-/// Sets security headers on every response, error responses from inner
-/// layers included (put it outermost); see the [crate docs](crate).
+/// Which security headers a response gets; see the [module docs](self).
 ///
 /// Headers the handler set itself are kept (merge, not overwrite), unless
-/// [`override_handler`](Self::override_handler) says otherwise for a header.
-/// `Server` and `X-Powered-By` are removed. `Strict-Transport-Security` is
-/// sent only when the request came over TLS (or a trusted proxy said
-/// https), and exactly once.
+/// [`override_handler`](Self::override_handler) says otherwise for a
+/// header. `Server` and `X-Powered-By` are removed.
+/// `Strict-Transport-Security` is sent only over HTTPS, and exactly once;
+/// over plain HTTP a handler's HSTS is removed too (browsers ignore it
+/// there, and it would be a lie).
 ///
-/// # Examples
-///
-/// ```
-/// use seaworthy_layers::SecurityHeadersLayer;
-///
-/// let api = SecurityHeadersLayer::api();
-/// let web = SecurityHeadersLayer::web().hsts_preload(true);
-/// # let _ = (api, web);
-/// ```
+/// A plain value: setters take and return it, a clone is independent.
 #[derive(Clone, Debug)]
 #[must_use]
-pub struct SecurityHeadersLayer {
-    config: Arc<Config>,
-}
-
-#[derive(Debug)]
-struct Config {
+pub struct HeaderPolicy {
+    /// Name, value, and whether it overrides the handler's.
     headers: Vec<(HeaderName, HeaderValue, bool)>,
     hsts: HeaderValue,
-    nonce: Option<String>,
+    /// A CSP with `{NONCE}` in it, filled per request.
+    nonce_template: Option<String>,
     remove: Vec<HeaderName>,
-    nonces: NonceSource,
+    nonces: Arc<NonceSource>,
+    /// The headers as maps, rebuilt by every setter.
+    prepared: Arc<Prepared>,
 }
 
-impl Default for SecurityHeadersLayer {
+/// The policy's headers as ready maps: a response's map is a clone of one
+/// of them with the response's own headers merged in, so that no header
+/// of the policy is hashed per response.
+#[derive(Debug, Default)]
+struct Prepared {
+    plain: HeaderMap,
+    https: HeaderMap,
+    /// Names whose values are the policy's whatever the handler said.
+    forced: Vec<HeaderName>,
+}
+
+impl Default for HeaderPolicy {
     fn default() -> Self {
-        SecurityHeadersLayer::api()
+        HeaderPolicy::api()
     }
 }
 
-impl SecurityHeadersLayer {
-    fn preset(csp: Option<&'static str>, nonce: Option<String>) -> Self {
-        let mut headers = vec![
-            (
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
+impl HeaderPolicy {
+    fn preset(csp: Option<&'static str>, nonce_template: Option<String>) -> Self {
+        let mut headers = Vec::with_capacity(10);
+        if let Some(csp) = csp {
+            headers.push((
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(csp),
                 false,
-            ),
-            (
-                header::X_FRAME_OPTIONS,
-                HeaderValue::from_static("DENY"),
-                false,
-            ),
-            (
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-                false,
-            ),
+            ));
+        }
+        for (name, value) in [
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
             (
                 HeaderName::from_static("cross-origin-opener-policy"),
-                HeaderValue::from_static("same-origin"),
-                false,
+                "same-origin",
             ),
             (
                 HeaderName::from_static("cross-origin-resource-policy"),
-                HeaderValue::from_static("same-origin"),
-                false,
+                "same-origin",
             ),
             (
                 HeaderName::from_static("permissions-policy"),
-                HeaderValue::from_static(PERMISSIONS_POLICY),
-                false,
+                PERMISSIONS_POLICY,
             ),
-            (
-                header::X_XSS_PROTECTION,
-                HeaderValue::from_static("0"),
-                false,
-            ),
-        ];
-        if let Some(csp) = csp {
-            headers.insert(
-                0,
-                (
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(csp),
-                    false,
-                ),
-            );
+            (header::X_XSS_PROTECTION, "0"),
+        ] {
+            headers.push((name, HeaderValue::from_static(value), false));
         }
-        SecurityHeadersLayer {
-            config: Arc::new(Config {
-                headers,
-                hsts: HeaderValue::from_static(HSTS),
-                nonce,
-                remove: vec![header::SERVER, HeaderName::from_static("x-powered-by")],
-                nonces: NonceSource::default(),
-            }),
+        HeaderPolicy {
+            headers,
+            hsts: HeaderValue::from_static(HSTS),
+            nonce_template,
+            remove: vec![header::SERVER, HeaderName::from_static("x-powered-by")],
+            nonces: Arc::default(),
+            prepared: Arc::default(),
         }
+        .prepare()
     }
 
     /// For APIs (the default): `Content-Security-Policy: default-src
@@ -150,22 +138,34 @@ impl SecurityHeadersLayer {
     /// `Permissions-Policy`, `X-XSS-Protection: 0` (the old filter is
     /// itself an attack vector).
     pub fn api() -> Self {
-        SecurityHeadersLayer::preset(Some(API_CSP), None)
+        HeaderPolicy::preset(Some(API_CSP), None)
     }
 
-    /// For web pages: helmet's policy with a per-request script nonce (a
-    /// [`CspNonce`] in each request's extensions), and the common set.
+    /// For web pages: helmet's policy with a per-request script nonce (see
+    /// [`nonce`](Self::nonce)), and the common set.
     pub fn web() -> Self {
-        let csp = "default-src 'self'; base-uri 'self'; font-src 'self' https: data:; \
-                   form-action 'self'; frame-ancestors 'self'; img-src 'self' data:; \
-                   object-src 'none'; script-src 'self' 'nonce-{NONCE}'; script-src-attr 'none'; \
-                   style-src 'self' https: 'unsafe-inline'; upgrade-insecure-requests";
-        SecurityHeadersLayer::preset(None, Some(csp.to_owned()))
+        HeaderPolicy::preset(None, Some(WEB_CSP.to_owned()))
     }
 
-    fn with(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        let config = Arc::get_mut(&mut self.config).expect("configured before cloning");
-        change(config);
+    /// Rebuilds the prepared maps after a change.
+    fn prepare(mut self) -> Self {
+        let mut plain = HeaderMap::with_capacity(self.headers.len() + 4);
+        for (name, value, _) in &self.headers {
+            plain.insert(name.clone(), value.clone());
+        }
+        let mut https = plain.clone();
+        https.insert(header::STRICT_TRANSPORT_SECURITY, self.hsts.clone());
+        let forced = self
+            .headers
+            .iter()
+            .filter(|entry| entry.2)
+            .map(|entry| entry.0.clone())
+            .collect();
+        self.prepared = Arc::new(Prepared {
+            plain,
+            https,
+            forced,
+        });
         self
     }
 
@@ -176,148 +176,90 @@ impl SecurityHeadersLayer {
     }
 
     /// Sets `name` to `value` (replacing the preset's value, if any).
-    pub fn header(self, name: HeaderName, value: HeaderValue) -> Self {
-        self.with(|config| {
-            if let Some(entry) = config.headers.iter_mut().find(|entry| entry.0 == name) {
-                entry.1 = value;
-            } else {
-                config.headers.push((name, value, false));
-            }
-        })
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        if let Some(entry) = self.headers.iter_mut().find(|entry| entry.0 == name) {
+            entry.1 = value;
+        } else {
+            self.headers.push((name, value, false));
+        }
+        self.prepare()
     }
 
     /// Overwrites `name` even when the handler set it.
-    pub fn override_handler(self, name: HeaderName) -> Self {
-        self.with(|config| {
-            for entry in config.headers.iter_mut().filter(|entry| entry.0 == name) {
-                entry.2 = true;
-            }
-        })
+    pub fn override_handler(mut self, name: HeaderName) -> Self {
+        for entry in self.headers.iter_mut().filter(|entry| entry.0 == name) {
+            entry.2 = true;
+        }
+        self.prepare()
     }
 
     /// Adds `preload` to HSTS (read hstspreload.org first: it is hard to
     /// undo).
-    pub fn hsts_preload(self, preload: bool) -> Self {
-        self.with(|config| {
-            config.hsts = if preload {
-                HeaderValue::from_static("max-age=63072000; includeSubDomains; preload")
-            } else {
-                HeaderValue::from_static(HSTS)
-            };
-        })
-    }
-}
-
-impl<S> Layer<S> for SecurityHeadersLayer {
-    type Service = SecurityHeaders<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        SecurityHeaders {
-            inner,
-            config: Arc::clone(&self.config),
-        }
-    }
-}
-
-/// The service of [`SecurityHeadersLayer`].
-#[derive(Clone, Debug)]
-pub struct SecurityHeaders<S> {
-    inner: S,
-    config: Arc<Config>,
-}
-
-impl<S, B, ResB> Service<Request<B>> for SecurityHeaders<S>
-where
-    S: Service<Request<B>, Response = Response<ResB>>,
-{
-    type Response = Response<ResB>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    pub fn hsts_preload(mut self, preload: bool) -> Self {
+        self.hsts = HeaderValue::from_static(if preload { HSTS_PRELOAD } else { HSTS });
+        self.prepare()
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let https = request
-            .extensions()
-            .get::<ClientIp>()
-            .map(|client| client.https)
-            .or_else(|| peer(&request).map(|(_, tls)| tls))
-            .unwrap_or(false);
-        let slot = HttpsSlot(Arc::default());
-        request.extensions_mut().insert(slot.clone());
-        let csp = self.config.nonce.as_ref().map(|template| {
-            let nonce = self.config.nonces.next();
-            request.extensions_mut().insert(CspNonce(nonce.clone()));
-            HeaderValue::from_str(&template.replace("{NONCE}", &nonce))
-                .unwrap_or(HeaderValue::from_static(API_CSP))
-        });
-        ResponseFuture {
-            inner: self.inner.call(request),
-            config: Arc::clone(&self.config),
-            https,
-            slot,
-            csp,
-        }
+    /// A fresh nonce for one request, when the policy's CSP uses one (the
+    /// [`web`](Self::web) preset): 128 unpredictable bits, base64.
+    pub fn nonce(&self) -> Option<CspNonce> {
+        self.nonce_template
+            .as_ref()
+            .map(|_| CspNonce(self.nonces.next()))
     }
-}
 
-pin_project_lite::pin_project! {
-    /// The response future of [`SecurityHeaders`].
-    pub struct ResponseFuture<F> {
-        #[pin]
-        inner: F,
-        config: Arc<Config>,
-        https: bool,
-        slot: HttpsSlot,
-        csp: Option<HeaderValue>,
-    }
-}
-
-impl<F> fmt::Debug for ResponseFuture<F> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl<F, ResB, E> Future for ResponseFuture<F>
-where
-    F: Future<Output = Result<Response<ResB>, E>>,
-{
-    type Output = Result<Response<ResB>, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let mut response = ready!(this.inner.poll(cx))?;
-        let headers = response.headers_mut();
-        for name in &this.config.remove {
-            headers.remove(name);
-        }
-        // Room for all at once, not a regrowth or two on the way; one hash
-        // per header (an entry), not two (a lookup, then an insert).
-        headers.reserve(this.config.headers.len() + 2);
-        if let Some(csp) = this.csp.take()
-            && let Entry::Vacant(vacant) = headers.entry(header::CONTENT_SECURITY_POLICY)
-        {
-            vacant.insert(csp);
-        }
-        for (name, value, force) in &this.config.headers {
-            if *force {
-                headers.insert(name.clone(), value.clone());
-            } else if let Entry::Vacant(vacant) = headers.entry(name) {
-                vacant.insert(value.clone());
-            }
-        }
-        if this.slot.get().unwrap_or(*this.https) {
-            if let Entry::Vacant(vacant) = headers.entry(header::STRICT_TRANSPORT_SECURITY) {
-                vacant.insert(this.config.hsts.clone());
-            }
+    /// Applies the policy to a response's `headers`: the policy's headers
+    /// where the handler set none (or where they override it), `Server`
+    /// and `X-Powered-By` removed, HSTS exactly once when `https` and never
+    /// otherwise, and the CSP of a nonce policy with `nonce` filled in.
+    pub fn apply(&self, headers: &mut HeaderMap, https: bool, nonce: Option<&CspNonce>) {
+        let prepared = &*self.prepared;
+        let mut merged = if https {
+            prepared.https.clone()
         } else {
-            // Over plain HTTP, HSTS is ignored by browsers and a lie.
-            headers.remove(header::STRICT_TRANSPORT_SECURITY);
+            prepared.plain.clone()
+        };
+        let own = std::mem::take(headers);
+        // The entry of the name being merged: the map's iterator gives a
+        // name with its first value only.
+        let mut current = None;
+        for (name, value) in own {
+            match name {
+                Some(name) => {
+                    current = None;
+                    if self.keeps(prepared, &name, https) {
+                        current = Some(match merged.entry(name) {
+                            Entry::Occupied(mut entry) => {
+                                entry.insert(value);
+                                entry
+                            }
+                            Entry::Vacant(entry) => entry.insert_entry(value),
+                        });
+                    }
+                }
+                None => {
+                    if let Some(entry) = current.as_mut() {
+                        entry.append(value);
+                    }
+                }
+            }
         }
-        Poll::Ready(Ok(response))
+        if let (Some(template), Some(CspNonce(nonce))) = (&self.nonce_template, nonce)
+            && let Entry::Vacant(entry) = merged.entry(header::CONTENT_SECURITY_POLICY)
+        {
+            let value = HeaderValue::from_str(&template.replace("{NONCE}", nonce))
+                .unwrap_or(HeaderValue::from_static(API_CSP));
+            entry.insert(value);
+        }
+        *headers = merged;
+    }
+
+    /// Whether a header the handler set stays.
+    fn keeps(&self, prepared: &Prepared, name: &HeaderName, https: bool) -> bool {
+        if name == header::STRICT_TRANSPORT_SECURITY {
+            return https;
+        }
+        !self.remove.contains(name) && !prepared.forced.contains(name)
     }
 }
 
@@ -374,5 +316,89 @@ mod tests {
     fn nonces_differ() {
         let source = NonceSource::default();
         assert_ne!(source.next(), source.next());
+    }
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        headers
+    }
+
+    #[test]
+    fn the_handlers_headers_win_every_value_is_kept_and_removed_ones_go() {
+        let policy = HeaderPolicy::api();
+        let mut headers = map(&[
+            ("content-type", "text/plain"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("x-frame-options", "SAMEORIGIN"),
+            ("server", "hyper"),
+            ("x-powered-by", "php"),
+            ("strict-transport-security", "max-age=1"),
+        ]);
+        policy.apply(&mut headers, false, None);
+        let cookies: Vec<_> = headers.get_all("set-cookie").iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert_eq!(headers["x-frame-options"], "SAMEORIGIN");
+        assert_eq!(headers["content-type"], "text/plain");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["content-security-policy"], API_CSP);
+        for gone in ["server", "x-powered-by", "strict-transport-security"] {
+            assert!(!headers.contains_key(gone), "{gone}");
+        }
+    }
+
+    #[test]
+    fn hsts_exactly_once_over_https_and_the_handlers_own_is_kept() {
+        let policy = HeaderPolicy::api().hsts_preload(true);
+        let mut headers = HeaderMap::new();
+        policy.apply(&mut headers, true, None);
+        assert_eq!(
+            headers.get_all("strict-transport-security").iter().count(),
+            1
+        );
+        assert_eq!(headers["strict-transport-security"], HSTS_PRELOAD);
+        let mut own = map(&[("strict-transport-security", "max-age=5")]);
+        policy.apply(&mut own, true, None);
+        assert_eq!(own.get_all("strict-transport-security").iter().count(), 1);
+        assert_eq!(own["strict-transport-security"], "max-age=5");
+    }
+
+    #[test]
+    fn an_override_replaces_the_handlers_value_and_clones_are_independent() {
+        let base = HeaderPolicy::api();
+        let strict = base
+            .clone()
+            .header(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"))
+            .override_handler(header::X_FRAME_OPTIONS)
+            .no_store();
+        let mut headers = map(&[("x-frame-options", "SAMEORIGIN")]);
+        strict.apply(&mut headers, false, None);
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["cache-control"], "no-store");
+        let mut headers = map(&[("x-frame-options", "SAMEORIGIN")]);
+        base.apply(&mut headers, false, None);
+        assert_eq!(headers["x-frame-options"], "SAMEORIGIN");
+        assert!(!headers.contains_key("cache-control"));
+    }
+
+    #[test]
+    fn the_web_preset_fills_its_nonce_unless_the_handler_set_a_csp() {
+        let policy = HeaderPolicy::web();
+        let nonce = policy.nonce().unwrap();
+        assert_eq!(nonce.0.len(), 24);
+        let mut headers = HeaderMap::new();
+        policy.apply(&mut headers, false, Some(&nonce));
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains(&format!("'nonce-{}'", nonce.0)), "{csp}");
+        let mut own = map(&[("content-security-policy", "default-src 'self'")]);
+        policy.apply(&mut own, false, Some(&nonce));
+        assert_eq!(own["content-security-policy"], "default-src 'self'");
+        assert!(HeaderPolicy::api().nonce().is_none());
     }
 }
