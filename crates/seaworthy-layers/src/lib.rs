@@ -5,11 +5,14 @@
 //! # The stack
 //!
 //! In this order, outermost first, so that a 429 or a panic's 500 still
-//! carries the security headers (and CORS, when used):
+//! carries the security headers (and CORS, when used), and every layer
+//! sees the resolved client:
 //!
-//! 1. [`SecurityHeadersLayer`]: every response, error responses included;
-//! 2. tower-http's [`CatchPanicLayer`](tower_http::catch_panic::CatchPanicLayer): a panic is a 500;
-//! 3. [`ClientIpLayer`]: the client's address, from trusted proxies only;
+//! 1. [`ClientIpLayer`]: the client's address, from trusted proxies only
+//!    (it never answers a request, so nothing is lost by putting it first);
+//! 2. [`SecurityHeadersLayer`]: every response, error responses included;
+//!    HSTS when the client's request was HTTPS;
+//! 3. tower-http's [`CatchPanicLayer`](tower_http::catch_panic::CatchPanicLayer): a panic is a 500;
 //! 4. [`PathGuardLayer`]: 400 for smuggled paths, before routing;
 //! 5. [`RateLimitLayer`]: 429, keyed by the resolved client (not on the probes);
 //! 6. a body limit (axum's `DefaultBodyLimit` or tower-http's `RequestBodyLimitLayer`): 413;
@@ -36,18 +39,48 @@
 //!     );
 //!     // .route_service("/health", ...) here: outside the rate limit.
 //! let app = ServiceBuilder::new()
+//!     .layer(ClientIpLayer::new(TrustedProxies::private()))
 //!     .layer(SecurityHeadersLayer::api())
 //!     .layer(CatchPanicLayer::new())
-//!     .layer(ClientIpLayer::new(TrustedProxies::private()))
 //!     .layer(PathGuardLayer::new())
 //!     .service(routes);
 //! # let _ = app;
 //! ```
 //!
-//! The client IP and the TLS flag come from the connection facts that
-//! seaworthy-listener's `Server` puts in each request
-//! (`ConnectionInfo`), or from axum's `ConnectInfo<SocketAddr>` with the
-//! `axum` feature.
+//! # The peer address
+//!
+//! The client IP and the TLS flag start from the connection's peer, which
+//! the server puts in each request's extensions
+//! ([`Peer::from_extensions`]): seaworthy-listener's `Server` puts a
+//! `ConnectionInfo` (from seaworthy-connection); with the `axum` feature,
+//! axum's `ConnectInfo<SocketAddr>` (`axum::serve(listener,
+//! app.into_make_service_with_connect_info::<SocketAddr>())`) and
+//! `ConnectInfo<Addr>` (the same over seaworthy's `Listener`) count too.
+//!
+//! **Without a peer** (plain `axum::serve(listener, app)`, the shape of
+//! most axum examples, or the `axum` feature forgotten), the layers do not
+//! fail open: the rate limit counts every peer-less request in one shared
+//! bucket per policy, so the quota still holds for the server as a whole;
+//! no [`ClientIp`] is invented (a handler that requires one gets axum's
+//! 500 for a missing extension); and each layer logs one `error!` naming
+//! the fix. The headers layer sends no HSTS, as for plain HTTP.
+//!
+//! # Decisions without a framework
+//!
+//! Each layer is a thin skin over a decision that any server can call
+//! with `http` types; the actix-web adapter is another skin over the same
+//! code, so a fix in a decision fixes both:
+//!
+//! | decision | call | tower skin |
+//! |---|---|---|
+//! | the client | [`ClientIpResolver::resolve`]`(peer, &HeaderMap) -> ClientIp` | [`ClientIpLayer`] |
+//! | the rate limit | [`RateLimiter::check`]`(&Request) -> Checked` (a [`Verdict`](rate_limit::Verdict): pass, perhaps after a wait, or a [`Refusal`](rate_limit::Refusal) with `Retry-After` and the RateLimit fields) | [`RateLimitLayer`] |
+//! | the headers | [`HeaderPolicy::apply`]`(&mut HeaderMap, https, nonce)` | [`SecurityHeadersLayer`] |
+//! | the path | [`path_guard::is_suspicious`]`(path) -> bool` | [`PathGuardLayer`] |
+//!
+//! Every builder is a plain value (`fn x(mut self, ..) -> Self`);
+//! configuring a clone of a layer changes that clone only, and never
+//! panics.
 //!
 //! # Client IP
 //!
@@ -114,6 +147,19 @@
 //! header per layer; here one layer sets the whole preset. What tower-http
 //! does well (CORS, body limit, timeout, catch-panic) is re-exported, not
 //! rewritten.
+//!
+//! # Features and dependencies
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | reads axum's `ConnectInfo<SocketAddr>` and `ConnectInfo<Addr>` as the peer (enables axum's `tokio` feature, which `ConnectInfo` needs) |
+//!
+//! With default features the crate has 24 normal dependencies in all
+//! (`cargo tree -e normal` on Linux): `http`, tower's `Layer` and `Service` traits, tower-http
+//! (for the re-exported layers), tokio's timer, tracing, arc-swap,
+//! pin-project-lite, seaworthy-connection, and on Linux nix for the coarse
+//! clock. No server: not hyper's, not seaworthy's listener. It builds on
+//! every platform tokio supports.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
@@ -135,6 +181,11 @@ pub use rate_limit::{KeyBy, KeyFn, Policy, RateLimit, RateLimitLayer, RateLimite
 pub use security_headers::{CspNonce, HeaderPolicy, SecurityHeaders, SecurityHeadersLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 
+/// docs/layers.md's examples run as doc tests, so that the guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/layers.md")]
+mod guide {}
+
 /// tower-http's layers, re-exported rather than rewritten: CORS, body
 /// limit, timeout, catch-panic.
 pub mod tower_http {
@@ -155,9 +206,13 @@ impl Once {
     /// A private, untrusted peer sent `X-Forwarded-For`.
     pub(crate) const UNTRUSTED_PRIVATE: u8 = 2;
 
+    /// Whether `flag` was raised already.
+    pub(crate) fn is_raised(&self, flag: u8) -> bool {
+        self.0.load(Ordering::Relaxed) & flag != 0
+    }
+
     /// Whether this is the first time `flag` is raised (then it is raised).
     pub(crate) fn first_of(&self, flag: u8) -> bool {
-        self.0.load(Ordering::Relaxed) & flag == 0
-            && self.0.fetch_or(flag, Ordering::Relaxed) & flag == 0
+        !self.is_raised(flag) && self.0.fetch_or(flag, Ordering::Relaxed) & flag == 0
     }
 }

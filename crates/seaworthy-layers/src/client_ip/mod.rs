@@ -466,8 +466,10 @@ fn resolve(config: &ClientIpResolver, peer: Peer, headers: &HeaderMap) -> Client
         forwarded: false,
     };
     if !config.trusted.contains(peer) {
-        if headers.contains_key(X_FORWARDED_FOR)
+        // Cheapest test first: after the one warning, nothing to look up.
+        if !config.logged.is_raised(Once::UNTRUSTED_PRIVATE)
             && is_private(peer)
+            && headers.contains_key(X_FORWARDED_FOR)
             && config.logged.first_of(Once::UNTRUSTED_PRIVATE)
         {
             tracing::warn!(
