@@ -419,6 +419,20 @@ impl ClientIpResolver {
     /// walked from the right to the first untrusted address (or
     /// [`hops`](Self::hops) from the right), and the scheme the proxy
     /// reported.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use seaworthy_layers::client_ip::{ClientIpResolver, Peer, TrustedProxies};
+    ///
+    /// let resolver = ClientIpResolver::new(TrustedProxies::loopback());
+    /// let mut headers = HeaderMap::new();
+    /// // A client's forged entry first, then the one nginx appended:
+    /// headers.insert("x-forwarded-for", "6.6.6.6, 198.51.100.2".parse().unwrap());
+    /// let client = resolver.resolve(Peer::tcp("127.0.0.1".parse().unwrap()), &headers);
+    /// assert_eq!(client.ip.to_string(), "198.51.100.2");
+    /// ```
     pub fn resolve(&self, peer: Peer, headers: &HeaderMap) -> ClientIp {
         resolve(self, peer, headers)
     }

@@ -284,6 +284,31 @@ impl<St: Store> RateLimiter<St> {
     /// store) continues in the returned [`PendingCheck`]. A store that
     /// fails lets the request pass (logged as a warning): a store that is
     /// down must not take the service down with it.
+    ///
+    /// # Examples
+    ///
+    /// A server of its own, answering the refusal:
+    ///
+    /// ```
+    /// use http::{Request, Response};
+    /// use seaworthy_layers::rate_limit::{RateLimiter, Verdict};
+    /// use seaworthy_layers::{ClientIp, Quota};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let limiter = RateLimiter::new(Quota::per_second(1));
+    /// let mut request = Request::new(());
+    /// let ip = "192.0.2.1".parse().unwrap();
+    /// request.extensions_mut().insert(ClientIp { ip, https: false, forwarded: false });
+    /// for attempt in 0..2 {
+    ///     let response: Response<String> = match limiter.check(&request).verdict().await {
+    ///         Verdict::Refuse(refusal) => refusal.into_response(),
+    ///         _ => Response::new("hello".to_owned()),
+    ///     };
+    ///     assert_eq!(response.status().as_u16(), [200, 429][attempt]);
+    /// }
+    /// # }
+    /// ```
     pub fn check<B>(&self, request: &Request<B>) -> Checked {
         let inner = &*self.inner;
         if inner.exempt(request.method(), request.uri().path()) {

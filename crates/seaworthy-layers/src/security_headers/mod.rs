@@ -212,6 +212,23 @@ impl HeaderPolicy {
     /// where the handler set none (or where they override it), `Server`
     /// and `X-Powered-By` removed, HSTS exactly once when `https` and never
     /// otherwise, and the CSP of a nonce policy with `nonce` filled in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::HeaderMap;
+    /// use seaworthy_layers::HeaderPolicy;
+    ///
+    /// let policy = HeaderPolicy::web();
+    /// let nonce = policy.nonce(); // give it to the page's template too
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("x-frame-options", "SAMEORIGIN".parse().unwrap());
+    /// policy.apply(&mut headers, false, nonce.as_ref());
+    /// assert_eq!(headers["x-frame-options"], "SAMEORIGIN"); // the handler's is kept
+    /// assert!(!headers.contains_key("strict-transport-security")); // plain HTTP
+    /// let csp = headers["content-security-policy"].to_str().unwrap();
+    /// assert!(csp.contains(&nonce.unwrap().0));
+    /// ```
     pub fn apply(&self, headers: &mut HeaderMap, https: bool, nonce: Option<&CspNonce>) {
         let prepared = &*self.prepared;
         let mut merged = if https {
