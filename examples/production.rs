@@ -20,7 +20,7 @@
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once; past it, accept waits |
 //! | `UPGRADE_TIMEOUT` | `30s` | how long the new process of an upgrade has to become ready before it is killed |
-//! | `UPGRADE_SOCKET` | (none) | a Unix socket path: a new process started by a supervisor asks the running one there for its sockets (hand-off without exec) |
+//! | `UPGRADE_SOCKET` | (none) | a Unix socket path: a new process started by a supervisor asks the running one there for its sockets (hand-off without exec); a path holding anything but this user's socket stops the start (78) and is left untouched |
 //!
 //! Every variable is read with seaworthy-config: a bad environment stops the
 //! start before anything binds, with exit code 78 and one error naming
@@ -360,6 +360,10 @@ async fn main() -> ExitCode {
     }
     let upgrader = match upgrader.build(&shutdown.token()) {
         Ok(upgrader) => upgrader,
+        Err(err) if err.is_config() => {
+            eprintln!("invalid configuration: 1 problem\n  UPGRADE_SOCKET: {err}");
+            return ExitCode::from(EX_CONFIG);
+        }
         Err(err) => {
             eprintln!("{err}");
             return ExitCode::from(EX_UNAVAILABLE);

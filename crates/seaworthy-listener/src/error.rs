@@ -18,6 +18,7 @@ enum Kind {
     Inherit,
     NotFound,
     Environment,
+    Config,
 }
 
 impl Error {
@@ -59,6 +60,15 @@ impl Error {
         }
     }
 
+    #[cfg_attr(not(unix), allow(dead_code))]
+    pub(crate) fn config(message: String, source: Option<io::Error>) -> Self {
+        Error {
+            kind: Kind::Config,
+            message,
+            source,
+        }
+    }
+
     /// Binding a new socket failed (address in use, permission denied, …).
     pub fn is_bind(&self) -> bool {
         self.kind == Kind::Bind
@@ -79,6 +89,13 @@ impl Error {
     /// `LISTEN_FDNAMES`) are malformed.
     pub fn is_environment(&self) -> bool {
         self.kind == Kind::Environment
+    }
+
+    /// A setting names something this process must not use: a socket path
+    /// where a file that is not a socket of this user's already stands.
+    /// Nothing was changed; a configuration error (exit 78).
+    pub fn is_config(&self) -> bool {
+        self.kind == Kind::Config
     }
 
     /// The operating system's error, if there was one.

@@ -342,25 +342,83 @@ pub(crate) async fn await_ready(
     Ok(channel)
 }
 
+/// Checks that the hand-off socket path may be (re)bound: nothing is
+/// there, or a socket this user owns (this process's predecessor's, or one
+/// left by a process that died). Anything else (a regular file, a
+/// directory, a symlink, another user's socket) is never touched.
+pub(crate) fn check_handoff_path(path: &Path) -> Result<(), Error> {
+    let refuse = |why: String, err: Option<io::Error>| {
+        Err(Error::config(
+            format!(
+                "the upgrade hand-off socket path {} {why}; it is left as it is",
+                path.display()
+            ),
+            err,
+        ))
+    };
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            let parent = path
+                .parent()
+                .filter(|parent| !parent.as_os_str().is_empty());
+            if parent.is_some_and(|parent| !parent.is_dir()) {
+                return refuse("is in a directory that does not exist".to_owned(), None);
+            }
+            return Ok(());
+        }
+        Err(err) => return refuse("cannot be inspected".to_owned(), Some(err)),
+    };
+    use std::os::unix::fs::FileTypeExt;
+    let kind = metadata.file_type();
+    if !kind.is_socket() {
+        let what = if kind.is_symlink() {
+            "a symbolic link"
+        } else if kind.is_dir() {
+            "a directory"
+        } else {
+            "a file that is not a socket"
+        };
+        return refuse(format!("is {what}"), None);
+    }
+    let ours = nix::unistd::geteuid().as_raw();
+    if metadata.uid() != ours {
+        return refuse(
+            format!("is a socket of another user (uid {})", metadata.uid()),
+            None,
+        );
+    }
+    Ok(())
+}
+
 /// Serves hand-overs at `path` until this process drains. The socket is
 /// bound before this returns, so a process started once this one said it
 /// was ready finds it.
 pub(crate) fn serve_handoff(upgrader: Upgrader, path: PathBuf) {
-    let off = |what: &str, err: io::Error| {
+    let off = |what: &str, err: &dyn std::fmt::Display| {
         tracing::warn!(path = %path.display(), error = %err, "{what}; hand-overs off");
     };
+    // Checked at build too; again here, since the path may have changed
+    // since. Only a socket of this user's is ever replaced.
+    if let Err(err) = check_handoff_path(&path) {
+        return off("will not replace the hand-off socket path", &err);
+    }
     match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-        Err(err) => return off("cannot replace the hand-off socket", err),
+        Err(err) => return off("cannot replace the hand-off socket", &err),
     }
     let listener = match tokio::net::UnixListener::bind(&path) {
         Ok(listener) => listener,
-        Err(err) => return off("cannot bind the hand-off socket", err),
+        Err(err) => return off("cannot bind the hand-off socket", &err),
     };
     if let Err(err) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
-        return off("cannot restrict the hand-off socket", err);
+        return off("cannot restrict the hand-off socket", &err);
     }
+    // What this process created, to remove that and nothing else at exit.
+    let created = std::fs::symlink_metadata(&path)
+        .ok()
+        .map(|meta| (meta.dev(), meta.ino()));
     tokio::spawn(async move {
         let owner = std::fs::metadata(&path).map(|meta| meta.uid()).ok();
         tracing::info!(path = %path.display(), "serving hand-overs");
@@ -374,7 +432,11 @@ pub(crate) fn serve_handoff(upgrader: Upgrader, path: PathBuf) {
             let upgrader = upgrader.clone();
             tokio::spawn(async move { hand_over(&upgrader, stream, owner).await });
         }
-        if token.reason() != Some(ShutdownReason::Upgrade) {
+        let still_ours = std::fs::symlink_metadata(&path)
+            .ok()
+            .map(|meta| (meta.dev(), meta.ino()))
+            .is_some_and(|now| Some(now) == created);
+        if token.reason() != Some(ShutdownReason::Upgrade) && still_ours {
             let _ = std::fs::remove_file(&path);
         }
     });

@@ -121,6 +121,12 @@ impl UpgraderBuilder {
     /// sockets; once ready (and once it has taken over), it listens there
     /// itself for the next one. The socket is created with mode 0600 and
     /// only a peer of the same user is served.
+    ///
+    /// The path is never clobbered: [`build`](Self::build) fails with
+    /// [`Error::is_config`] when something other than this user's socket
+    /// stands there (a regular file, a symbolic link, a directory, another
+    /// user's socket), and at exit only the socket this process created is
+    /// removed.
     pub fn handoff_socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.handoff_socket = Some(path.into());
         self
@@ -132,6 +138,8 @@ impl UpgraderBuilder {
     ///
     /// # Errors
     ///
+    /// [`Error::is_config`] when the hand-off socket path holds something
+    /// that is not this user's socket (nothing is changed);
     /// [`Error::is_environment`] when the hand-over variables are malformed
     /// or the old process refused the hand-over; [`Error::is_inherit`]
     /// when a passed descriptor is not open.
@@ -140,6 +148,9 @@ impl UpgraderBuilder {
     ///
     /// Outside a tokio runtime.
     pub fn build(self, token: &ShutdownToken) -> Result<Upgrader, Error> {
+        if let Some(path) = &self.handoff_socket {
+            control::check_handoff_path(path)?;
+        }
         let program = match self.program {
             Some(program) => program,
             None => std::env::current_exe().map_err(|err| {
