@@ -132,7 +132,7 @@ pub(crate) async fn serve<S, B>(
                 let now = state.now_ms();
                 if !shut_down
                     && state
-                        .idle_since(now)
+                        .idle_since()
                         .is_some_and(|since| now >= since + idle_limit)
                 {
                     shared.counters.idle_closed();
@@ -149,7 +149,7 @@ pub(crate) async fn serve<S, B>(
             let idle_limit = idle_limit(close_idle);
             let now = state.now_ms();
             let due = state
-                .idle_since(now)
+                .idle_since()
                 .map_or(now + idle_limit.max(1), |since| since + idle_limit);
             let mut wake = state.at(due.max(now + 1));
             if let Some(at) = max_age_at.filter(|_| !retired) {

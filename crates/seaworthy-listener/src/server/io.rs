@@ -32,7 +32,6 @@ pub(crate) struct ConnState {
     retiring: AtomicBool,
     http2: AtomicBool,
     eof: AtomicBool,
-    wrote: AtomicBool,
     no_linger: AtomicBool,
     /// An HTTP/2 connection closed for being idle: linger briefly (see
     /// `close_idle`).
@@ -57,7 +56,6 @@ impl ConnState {
             retiring: AtomicBool::new(false),
             http2: AtomicBool::new(false),
             eof: AtomicBool::new(false),
-            wrote: AtomicBool::new(false),
             no_linger: AtomicBool::new(false),
             idle_close: AtomicBool::new(false),
             header_timed_out: AtomicBool::new(false),
@@ -89,11 +87,12 @@ impl ConnState {
         }
     }
 
-    /// A write counts as activity. Its time is taken when the idle check
-    /// next looks (the clock is not read on every write: the response head
-    /// follows `request_finished`, which reads it, within microseconds).
+    /// A write counts as activity, at the time it happened. (Taking it
+    /// lazily, when the idle check next looked, once stamped a response
+    /// written at 0 s with the check's 75 s: idle connections lived twice
+    /// the keep-alive timeout.)
     fn on_write(&self) {
-        self.wrote.store(true, Relaxed);
+        self.last_io.store(self.now_ms(), Relaxed);
     }
 
     /// The service was called: a head was read, a request is in flight.
@@ -105,8 +104,7 @@ impl ConnState {
     /// The response head is ready (or the request was abandoned).
     pub(crate) fn request_finished(&self) {
         self.in_flight.fetch_sub(1, Relaxed);
-        // Activity, timed lazily like a write (the response follows).
-        self.wrote.store(true, Relaxed);
+        self.last_io.store(self.now_ms(), Relaxed);
     }
 
     /// When the current request head started arriving, if one is.
@@ -118,12 +116,8 @@ impl ConnState {
     }
 
     /// When the connection last moved a byte, if it is idle now (nothing
-    /// in flight, no head arriving). A write since the last look counts as
-    /// activity at `now`.
-    pub(crate) fn idle_since(&self, now: u64) -> Option<u64> {
-        if self.wrote.load(Relaxed) && self.wrote.swap(false, Relaxed) {
-            self.last_io.store(now, Relaxed);
-        }
+    /// in flight, no head arriving).
+    pub(crate) fn idle_since(&self) -> Option<u64> {
         if self.in_flight.load(Relaxed) > 0 || self.head_since.load(Relaxed) != NO_HEAD {
             return None;
         }
