@@ -13,12 +13,12 @@
 //! | `SHUTDOWN_DRAIN_DELAY` | `5s` | readiness fails this long before the listener stops accepting |
 //! | `SHUTDOWN_TIMEOUT` | `30s` | the whole shutdown budget |
 //! | `RATE_LIMIT`, `RATE_LIMIT_BURST` | `100/min`, `20` | per client IP (`N/s`, `N/min`, `N/h`), 429 with `Retry-After` past it |
-//! | `TRUSTED_PROXIES` | (none) | comma-separated CIDRs whose `X-Forwarded-For` is believed |
-//! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | request body limit (413), handler timeout (504) |
+//! | `TRUSTED_PROXIES` | (none) | comma-separated CIDRs whose `X-Forwarded-For` is believed (a `/0` block is warned about: it trusts the whole internet) |
+//! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | request body limit (413), handler timeout (504; more than 0s) |
 //! | `TLS_CERT`, `TLS_KEY` | (none) | HTTPS is not served yet: setting them stops the start rather than serve plain HTTP |
 //! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
-//! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it |
-//! | `MAX_CONNECTIONS` | `10000` | connections open at once; past it, accept waits |
+//! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it (at least 100ms) |
+//! | `MAX_CONNECTIONS` | `10000` | connections open at once (1 to 1000000); past it, accept waits |
 //! | `UPGRADE_TIMEOUT` | `30s` | how long the new process of an upgrade has to become ready before it is killed |
 //! | `UPGRADE_SOCKET` | (none) | a Unix socket path: a new process started by a supervisor asks the running one there for its sockets (hand-off without exec); a path holding anything but this user's socket stops the start (78) and is left untouched |
 //!
@@ -188,6 +188,51 @@ impl serde::Serialize for Cidr {
     }
 }
 
+/// What the settings' types cannot say: values that would parse but are
+/// traps. Every problem at once, by variable; and Redis's `host:port`.
+fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
+    let mut problems = Vec::new();
+    if settings.tls_cert.is_some() || settings.tls_key.is_some() {
+        problems.push(
+            "TLS_CERT, TLS_KEY: HTTPS is not served by this version yet; unset them (the \
+             server will not fall back to plain HTTP)"
+                .to_owned(),
+        );
+    }
+    let redis = match settings
+        .redis_url
+        .as_ref()
+        .map(|url| redis_host(url.expose()))
+    {
+        Some(None) => {
+            problems.push("REDIS_URL: invalid, expected a URL like redis://host:6379".to_owned());
+            None
+        }
+        Some(Some(host)) => Some(host),
+        None => None,
+    };
+    if settings.header_read_timeout < Duration::from_millis(100) {
+        problems.push(
+            "HEADER_READ_TIMEOUT: at least 100ms (a shorter one cuts every client whose head \
+             arrives in two packets)"
+                .to_owned(),
+        );
+    }
+    if settings.request_timeout.is_zero() {
+        problems
+            .push("REQUEST_TIMEOUT: more than 0s (0s would answer every request 504)".to_owned());
+    }
+    if !(1..=MAX_CONNECTIONS).contains(&settings.max_connections) {
+        problems.push(format!(
+            "MAX_CONNECTIONS: between 1 and {MAX_CONNECTIONS} (0 would accept nothing)"
+        ));
+    }
+    (problems, redis)
+}
+
+/// The most `MAX_CONNECTIONS` may say: far above any descriptor limit.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// The routes and the stack, in the documented order.
 fn app(health: HealthService, settings: &Settings) -> Probed {
     let trusted = TrustedProxies::new(
@@ -319,27 +364,23 @@ async fn main() -> ExitCode {
         }
         _ => {}
     }
-    if settings.tls_cert.is_some() || settings.tls_key.is_some() {
-        eprintln!(
-            "invalid configuration: 1 problem\n  TLS_CERT, TLS_KEY: HTTPS is not served by this \
-             version yet; unset them (the server will not fall back to plain HTTP)"
-        );
+    let (problems, redis) = validate(&settings);
+    if !problems.is_empty() {
+        let count = problems.len();
+        let plural = if count == 1 { "" } else { "s" };
+        eprintln!("invalid configuration: {count} problem{plural}");
+        for problem in problems {
+            eprintln!("  {problem}");
+        }
         return ExitCode::from(EX_CONFIG);
     }
-    let redis = match settings
-        .redis_url
-        .as_ref()
-        .map(|url| redis_host(url.expose()))
-    {
-        Some(None) => {
-            eprintln!(
-                "invalid configuration: 1 problem\n  REDIS_URL: invalid, expected a URL like redis://host:6379"
-            );
-            return ExitCode::from(EX_CONFIG);
-        }
-        Some(Some(host)) => Some(host),
-        None => None,
-    };
+    if settings.trusted_proxies.iter().any(|cidr| cidr.len == 0) {
+        tracing::warn!(
+            "TRUSTED_PROXIES contains a /0 block: every address on the internet is a trusted \
+             proxy, so any client can choose its own address (and rate-limit bucket) with \
+             X-Forwarded-For; list only your proxies' addresses"
+        );
+    }
 
     let shutdown = match Shutdown::builder()
         .timeout(settings.shutdown_timeout)
@@ -414,10 +455,13 @@ async fn main() -> ExitCode {
     let server = Server::new()
         .header_read_timeout(settings.header_read_timeout)
         .max_connections(settings.max_connections);
-    shutdown.spawn(
-        "http",
-        server.serve(listener, app(probes, &settings), shutdown.token()),
-    );
+    // Critical: if the serve loop ever ends by a panic, the process shuts
+    // down and exits 1 instead of keeping the port with nobody accepting.
+    let serving = server.serve(listener, app(probes, &settings), shutdown.token());
+    shutdown.spawn_critical("http", async move {
+        serving.await;
+        Ok::<_, std::convert::Infallible>(())
+    });
 
     // Ready means readiness passes, not merely bound: only then does an
     // upgrade's old process stop accepting.

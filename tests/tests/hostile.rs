@@ -81,3 +81,50 @@ fn an_upgrade_socket_path_that_is_not_our_socket_is_refused_and_left_untouched()
     assert!(!socket.exists(), "its own socket is removed at exit");
     assert!(file.exists() && link.exists());
 }
+
+#[test]
+fn values_that_parse_but_are_traps_stop_the_start_all_named_at_once() {
+    let mut child = Child::example(
+        "production",
+        &[
+            ("PORT", "0"),
+            ("HEADER_READ_TIMEOUT", "0s"),
+            ("REQUEST_TIMEOUT", "0s"),
+            ("MAX_CONNECTIONS", "0"),
+        ],
+    );
+    let (status, _) = child.wait_exit(GENEROUS);
+    let output = child.output();
+    assert_eq!(status.code(), Some(78), "{output}");
+    assert!(
+        output.contains("invalid configuration: 3 problems"),
+        "{output}"
+    );
+    for variable in ["HEADER_READ_TIMEOUT", "REQUEST_TIMEOUT", "MAX_CONNECTIONS"] {
+        assert!(
+            output.contains(&format!("  {variable}: ")),
+            "{variable}: {output}"
+        );
+    }
+
+    // Past tokio's semaphore it once panicked the serve loop while the port
+    // stayed open: now a configuration error.
+    let mut child = Child::example(
+        "production",
+        &[("PORT", "0"), ("MAX_CONNECTIONS", "2305843009213693952")],
+    );
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(78), "{}", child.output());
+    assert!(
+        child.output().contains("MAX_CONNECTIONS: between 1 and"),
+        "{}",
+        child.output()
+    );
+}
+
+#[test]
+fn trusting_the_whole_internet_is_warned_about_loudly() {
+    let (mut child, _) = Child::production(&[("TRUSTED_PROXIES", "10.0.0.0/8,0.0.0.0/0")]);
+    let warning = child.wait_for_line("TRUSTED_PROXIES contains a /0 block", GENEROUS);
+    assert!(warning.contains("WARN"), "{warning}");
+}

@@ -137,9 +137,11 @@ impl Server {
     }
 
     /// The most connections open at once; past it, accept waits for one to
-    /// close. Default 10 000.
+    /// close. Default 10 000. Clamped to at least 1 and to tokio's most
+    /// semaphore permits (`usize::MAX >> 3`): a larger number is no limit
+    /// in practice, and would make the serve loop panic.
     pub fn max_connections(mut self, max: usize) -> Self {
-        self.config.max_connections = max.max(1);
+        self.config.max_connections = max.clamp(1, Semaphore::MAX_PERMITS);
         self
     }
 
