@@ -60,8 +60,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query};
+use axum::http::Response;
 use axum::routing::{get, post};
 use seaworthy::config::{Loader, Secret};
 use seaworthy::health::{
@@ -71,6 +72,7 @@ use seaworthy::layers::client_ip::{ClientIpService, IpNet};
 use seaworthy::layers::tower_http::catch_panic::{
     CatchPanic, CatchPanicLayer, DefaultResponseForPanic,
 };
+use seaworthy::layers::tower_http::limit::RequestBodyLimitLayer;
 use seaworthy::layers::{
     ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
     SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
@@ -241,6 +243,7 @@ fn app(health: HealthService, settings: &Settings) -> Probed {
             .iter()
             .filter_map(|cidr| IpNet::new(cidr.addr, cidr.len).ok()),
     );
+    let max_body = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
     let routes = Router::new()
         .route("/", get(|| async { "hello from seaworthy\n" }))
         .route("/slow", get(slow))
@@ -250,10 +253,13 @@ fn app(health: HealthService, settings: &Settings) -> Probed {
                 .layer(RateLimitLayer::new(
                     settings.rate_limit.burst(settings.rate_limit_burst),
                 ))
-                // axum's own limit: its extractors answer 413.
-                .layer(DefaultBodyLimit::max(
-                    usize::try_from(settings.max_body).unwrap_or(usize::MAX),
-                ))
+                // A declared Content-Length over the limit is a 413 before
+                // the body is read, so `Expect: 100-continue` gets no 100
+                // Continue (tower-http's limit); a chunked body is counted
+                // by axum's own limit as its extractors read it.
+                .map_response(|response: Response<_>| response.map(Body::new))
+                .layer(RequestBodyLimitLayer::new(max_body))
+                .layer(DefaultBodyLimit::max(max_body))
                 .layer(TimeoutLayer::new(settings.request_timeout)),
         )
         // The probes: outside the rate limit, body limit and timeout.

@@ -254,6 +254,25 @@ impl Child {
     }
 }
 
+/// The resident memory of process `pid`, in bytes (`VmRSS`).
+pub fn rss(pid: u32) -> u64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the process exists");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| {
+            value
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("VmRSS in kB")
+        * 1024
+}
+
 /// A tokio runtime for a test's clients: two worker threads.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

@@ -128,3 +128,97 @@ fn trusting_the_whole_internet_is_warned_about_loudly() {
     let warning = child.wait_for_line("TRUSTED_PROXIES contains a /0 block", GENEROUS);
     assert!(warning.contains("WARN"), "{warning}");
 }
+
+/// Sends `bytes` on a fresh connection and reads what comes back until the
+/// server closes or `bound` passes.
+async fn send_and_read(
+    addr: std::net::SocketAddr,
+    bytes: Vec<u8>,
+    bound: std::time::Duration,
+) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The server may answer and close before the client is done writing.
+    let _ = stream.write_all(&bytes).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(bound, stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[test]
+fn a_head_past_32_kib_is_431_and_unfinished_heads_hold_little_memory() {
+    use std::time::Duration;
+    let (child, addr) = Child::production(&[]);
+    let runtime = seaworthy_tests::runtime();
+
+    let mut big = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 40 * 1024));
+    big.extend(b"\r\n\r\n");
+    let response = runtime.block_on(send_and_read(addr, big, Duration::from_secs(10)));
+    assert!(response.starts_with("HTTP/1.1 431"), "{response:.200}");
+    let ok = runtime.block_on(send_and_read(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        Duration::from_secs(10),
+    ));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+
+    // 300 clients each send 96 KiB of a head that never ends. hyper alone
+    // buffers up to ~400 KiB of each; here each is cut at 32 KiB.
+    let before = seaworthy_tests::rss(child.pid());
+    let held: Vec<tokio::net::TcpStream> = runtime.block_on(async {
+        use tokio::io::AsyncWriteExt;
+        let mut streams = Vec::new();
+        for _ in 0..300 {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut head = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+            for n in 0..96 {
+                head.extend(format!("X-Pad-{n}: {}\r\n", "b".repeat(1000)).as_bytes());
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&head)).await;
+            streams.push(stream);
+        }
+        streams
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = seaworthy_tests::rss(child.pid()).saturating_sub(before);
+    eprintln!("RSS grew by {} KiB for 300 unfinished heads", grown >> 10);
+    assert!(
+        grown < 24 << 20,
+        "RSS grew by {} KiB for 300 unfinished heads",
+        grown >> 10
+    );
+    drop(held);
+}
+
+#[test]
+fn expect_100_continue_over_max_body_is_413_at_once() {
+    use std::time::Duration;
+    let (_child, addr) = Child::production(&[("MAX_BODY", "1KiB")]);
+    let runtime = seaworthy_tests::runtime();
+    let response = runtime.block_on(send_and_read(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2048\r\nExpect: 100-continue\r\n\r\n"
+            .to_vec(),
+        Duration::from_secs(5),
+    ));
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(!response.contains("100 Continue"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{response}"
+    );
+    // Within the limit, the client is told to go on and is echoed.
+    let response = runtime.block_on(send_and_read(
+        addr,
+        b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+            .to_vec(),
+        Duration::from_secs(5),
+    ));
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with("hello"),
+        "{response}"
+    );
+}

@@ -27,6 +27,11 @@ use crate::Listener;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// nginx's `large_client_header_buffers 4 8k`.
+const DEFAULT_MAX_HEADER_SIZE: usize = 32 * 1024;
+/// hyper's smallest HTTP/1 read buffer.
+const MIN_HEADER_SIZE: usize = 8 * 1024;
+
 /// The final sweep of the accept queue: at most this many rounds...
 const SWEEP_ROUNDS: u32 = 20;
 /// ...this far apart.
@@ -42,6 +47,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 /// |---|---|---|
 /// | [`max_connections`](Self::max_connections) | 10 000 | past it, accept waits (no busy loop) |
 /// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | a request head must arrive within it (slowloris) |
+/// | [`max_header_size`](Self::max_header_size) | 32 KiB | a larger request head is answered 431 (nginx allows 4 × 8 KiB) |
 /// | [`keep_alive_timeout`](Self::keep_alive_timeout) | 75 s | idle HTTP/1 connections are closed after it; above common load balancers' 60 s |
 /// | [`http2_keep_alive`](Self::http2_keep_alive) | ping every 20 s, 20 s to answer | dead HTTP/2 peers are found |
 /// | [`max_requests`](Self::max_requests) | none | gunicorn's `max_requests`, with jitter |
@@ -100,6 +106,7 @@ pub struct Server {
 pub(crate) struct Config {
     pub(crate) max_connections: usize,
     pub(crate) header_read_timeout: Duration,
+    pub(crate) max_header_size: usize,
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) http2_keep_alive_interval: Option<Duration>,
     pub(crate) http2_keep_alive_timeout: Duration,
@@ -116,6 +123,7 @@ impl Default for Server {
             config: Config {
                 max_connections: 10_000,
                 header_read_timeout: Duration::from_secs(10),
+                max_header_size: DEFAULT_MAX_HEADER_SIZE,
                 keep_alive_timeout: Duration::from_secs(75),
                 http2_keep_alive_interval: Some(Duration::from_secs(20)),
                 http2_keep_alive_timeout: Duration::from_secs(20),
@@ -150,6 +158,16 @@ impl Server {
     /// is cut at it. Default 10 s.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.config.header_read_timeout = timeout;
+        self
+    }
+
+    /// The largest request head (request line and headers) read, in bytes:
+    /// a larger one is answered `431 Request Header Fields Too Large` (HTTP/1)
+    /// or refused (HTTP/2's header list). This bounds what a client sending
+    /// a head slowly can make the server hold: without it hyper buffers
+    /// about 400 KiB per connection. Default 32 KiB, at least 8 KiB.
+    pub fn max_header_size(mut self, bytes: usize) -> Self {
+        self.config.max_header_size = bytes.max(MIN_HEADER_SIZE);
         self
     }
 
@@ -424,10 +442,13 @@ impl<S> Shared<S> {
             .timer(TokioTimer::new())
             // Our own timer covers the head only, not the idle time before it.
             .header_read_timeout(None)
+            // The read buffer's cap: a head that does not fit is a 431.
+            .max_buf_size(config.max_header_size)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
             .keep_alive_interval(config.http2_keep_alive_interval)
             .keep_alive_timeout(config.http2_keep_alive_timeout);
         let signals = Signals::default();
