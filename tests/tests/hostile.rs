@@ -222,3 +222,39 @@ fn expect_100_continue_over_max_body_is_413_at_once() {
         "{response}"
     );
 }
+
+#[test]
+fn smuggled_paths_in_every_encoding_are_400_before_routing() {
+    use std::time::Duration;
+    let (_child, addr) = Child::production(&[]);
+    let runtime = seaworthy_tests::runtime();
+    for path in [
+        "/%252e%252e/etc/passwd",
+        "/static/..;/health",
+        "/static/%c0%ae%c0%ae/health",
+        "/static/../health",
+        "/static/%2e%2e/health",
+        "/a%252fb",
+        "/%u002e%u002e/",
+    ] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let response = runtime.block_on(send_and_read(
+            addr,
+            request.into_bytes(),
+            Duration::from_secs(5),
+        ));
+        assert!(response.starts_with("HTTP/1.1 400"), "{path}: {response}");
+        assert!(
+            response
+                .to_ascii_lowercase()
+                .contains("x-content-type-options: nosniff"),
+            "{path}: {response}"
+        );
+    }
+    let fine = runtime.block_on(send_and_read(
+        addr,
+        b"GET /?q=100%25 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        Duration::from_secs(5),
+    ));
+    assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");
+}

@@ -44,10 +44,26 @@ impl PathGuardLayer {
     }
 }
 
-/// Whether `path` (as received, still percent-encoded) is refused: an
-/// encoded dot segment (`/%2e%2e/`), an encoded slash or backslash inside a
-/// segment (`%2f`, `%5c`), a raw backslash, or a NUL or control character
-/// (`%00`–`%1f`, `%7f`, raw or encoded).
+/// Whether `path` (as received, still percent-encoded) is refused.
+///
+/// Refused, because a router, a proxy or a file server behind the app may
+/// decode the path once more than the rules that judged it did:
+///
+/// - a dot segment, `.` or `..`, raw (`/a/../b`), percent-encoded
+///   (`/%2e%2e/`), encoded twice or three times (`%252e%252e`), or with
+///   path parameters after it (`..;/`, which Tomcat and Spring read as
+///   `..`);
+/// - an encoded slash or backslash inside a segment (`%2f`, `%5c`, and
+///   encoded again: `%252f`), or a raw backslash;
+/// - a NUL or control character (`%00`–`%1f`, `%7f`), raw or encoded;
+/// - a malformed escape in the path as received (`%zz`, `%2`, IIS's
+///   `%u002e`);
+/// - percent-encoded bytes that are not UTF-8, which is how overlong
+///   encodings of `.` and `/` look (`%c0%ae`, `%e0%80%ae`, `%c0%af`);
+/// - a path still encoded after three decodings.
+///
+/// A literal percent sign, encoded once (`/100%25`), is fine, and so are
+/// segments that merely contain dots (`/.well-known/`, `/a/..b`).
 ///
 /// # Examples
 ///
@@ -55,42 +71,94 @@ impl PathGuardLayer {
 /// use seaworthy_layers::path_guard::is_suspicious;
 ///
 /// assert!(is_suspicious("/static/%2e%2e/secrets"));
+/// assert!(is_suspicious("/static/%252e%252e/secrets"));
+/// assert!(is_suspicious("/app/..;/admin"));
+/// assert!(is_suspicious("/static/%c0%ae%c0%ae/secrets"));
 /// assert!(!is_suspicious("/files/report%20final.pdf"));
+/// assert!(!is_suspicious("/discount/100%25"));
 /// ```
 pub fn is_suspicious(path: &str) -> bool {
-    let bytes = path.as_bytes();
-    // The common case, without allocating: nothing encoded, no
-    // backslash, no control character.
-    if !bytes
-        .iter()
-        .any(|&byte| byte == b'%' || byte == b'\\' || byte < 0x20 || byte == 0x7f)
-    {
+    let raw = path.as_bytes();
+    // The common case, without allocating: nothing encoded, no backslash,
+    // no control character, no dot segment.
+    if !raw.iter().any(|&byte| byte == b'%' || is_forbidden(byte)) && !has_dot_segment(raw) {
         return false;
     }
-    if bytes
-        .iter()
-        .any(|&byte| byte == b'\\' || byte < 0x20 || byte == 0x7f)
-    {
-        return true;
-    }
-    let decoded = |at: usize| -> Option<u8> {
-        let hex = bytes.get(at + 1..at + 3)?;
-        u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()
-    };
-    for (at, _) in bytes.iter().enumerate().filter(|(_, byte)| **byte == b'%') {
-        // An encoded slash, backslash or control character.
-        if let Some(b'/' | b'\\' | 0x00..=0x1f | 0x7f) = decoded(at) {
+    let mut current = std::borrow::Cow::Borrowed(raw);
+    for round in 0..=DECODINGS {
+        if current.iter().any(|&byte| is_forbidden(byte)) || has_dot_segment(&current) {
             return true;
         }
-    }
-    // A segment that decodes to "." or ".." through %2e.
-    path.split('/').any(|segment| {
-        segment.len() <= 6 && segment.contains('%') && {
-            let lower = segment.to_ascii_lowercase();
-            let dots = lower.replace("%2e", ".");
-            lower.contains("%2e") && (dots == "." || dots == "..")
+        // The first decoding must be of well-formed escapes; later ones
+        // decode what still looks like an escape (a literal `%` left by
+        // `%25` is fine on its own).
+        let Some(decoded) = decode(&current, round == 0) else {
+            return true;
+        };
+        if decoded.len() == current.len() {
+            return false; // nothing left to decode
         }
+        if round == DECODINGS
+            || std::str::from_utf8(&decoded).is_err()
+            || count(&decoded, b'/') != count(&current, b'/')
+        {
+            return true;
+        }
+        current = std::borrow::Cow::Owned(decoded);
+    }
+    true
+}
+
+/// How many times a path is decoded to look for what hides in it.
+const DECODINGS: usize = 3;
+
+/// A backslash, NUL, or another control character.
+fn is_forbidden(byte: u8) -> bool {
+    byte == b'\\' || byte < 0x20 || byte == 0x7f
+}
+
+fn count(bytes: &[u8], byte: u8) -> usize {
+    bytes.iter().filter(|&&b| b == byte).count()
+}
+
+/// Whether a segment is `.` or `..`, once its path parameters (`;…`) are
+/// set aside.
+fn has_dot_segment(path: &[u8]) -> bool {
+    path.split(|&byte| byte == b'/').any(|segment| {
+        let name = segment
+            .split(|&byte| byte == b';')
+            .next()
+            .unwrap_or_default();
+        name == b"." || name == b".."
     })
+}
+
+/// Percent-decodes `bytes`. `strict`: a `%` not followed by two hex
+/// digits is malformed (`None`); otherwise it stays as it is.
+fn decode(bytes: &[u8], strict: bool) -> Option<Vec<u8>> {
+    let hex = |byte: u8| (byte as char).to_digit(16).map(|digit| digit as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let byte = bytes[at];
+        if byte == b'%' {
+            let pair = bytes
+                .get(at + 1..at + 3)
+                .and_then(|pair| Some(hex(pair[0])? << 4 | hex(pair[1])?));
+            match pair {
+                Some(decoded) => {
+                    out.push(decoded);
+                    at += 3;
+                    continue;
+                }
+                None if strict => return None,
+                None => {}
+            }
+        }
+        out.push(byte);
+        at += 1;
+    }
+    Some(out)
 }
 
 impl<S> Layer<S> for PathGuardLayer {
@@ -190,7 +258,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::PathGuardLayer;
+    use super::is_suspicious;
 
     #[test]
     fn suspicious_paths_are_recognised() {
@@ -206,19 +274,47 @@ mod tests {
             "/a%00b",
             "/a%0ab",
             "/a%7f",
+            // Raw dot segments, and with path parameters.
+            "/a/../b",
+            "/a/./b",
+            "/..",
+            "/a/..;/b",
+            "/..;jsessionid=1/admin",
+            "/a/.;x/b",
+            // Encoded twice and three times.
+            "/a/%252e%252e/b",
+            "/a/%25252e%25252e/b",
+            "/a%252fb",
+            "/a%255cb",
+            "/a%2500b",
+            // Overlong UTF-8 for "." and "/".
+            "/a/%c0%ae%c0%ae/b",
+            "/a/%e0%80%ae/b",
+            "/a%c0%afb",
+            // Malformed escapes.
+            "/a/%zz",
+            "/a/%2",
+            "/%u002e%u002e/",
         ] {
-            assert!(PathGuardLayer::is_suspicious(path), "{path}");
+            assert!(is_suspicious(path), "{path}");
         }
         for path in [
             "/",
+            "",
             "/a/b",
             "/a/..b",
+            "/a/b..",
             "/files/%20x",
             "/a/%2ex",
             "/caf%C3%A9",
             "/a/b.c",
+            "/discount/100%25",
+            "/discount/100%25off",
+            "/.well-known/acme-challenge/x",
+            "/a;v=1/b",
+            "/a/...",
         ] {
-            assert!(!PathGuardLayer::is_suspicious(path), "{path}");
+            assert!(!is_suspicious(path), "{path}");
         }
     }
 }
