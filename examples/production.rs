@@ -74,11 +74,11 @@ use seaworthy::layers::tower_http::catch_panic::{
 };
 use seaworthy::layers::tower_http::limit::RequestBodyLimitLayer;
 use seaworthy::layers::{
-    ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
+    ClientIp, ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
     SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
 };
 use seaworthy::listener::upgrade::Upgrader;
-use seaworthy::listener::{Bind, ConnectionInfo, Server};
+use seaworthy::listener::{Bind, Server};
 use seaworthy::shutdown::Shutdown;
 use seaworthy_examples::{EX_CONFIG, init_tracing};
 use tower::ServiceBuilder;
@@ -448,13 +448,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    // Check details for clients on this machine only.
+    // Check details for clients on this machine only: the client the
+    // client-IP layer resolved (the probes are inside it), not the TCP
+    // peer, which is a proxy on this host for every client behind it.
     let details = Authorizer::predicate(|parts| {
         parts
             .extensions
-            .get::<ConnectionInfo>()
-            .and_then(|info| info.peer_addr().as_tcp())
-            .is_some_and(|peer| peer.ip().is_loopback())
+            .get::<ClientIp>()
+            .is_some_and(|client| client.ip.is_loopback())
     });
     let probes = HealthService::new(health.clone()).authorizer(details);
 

@@ -258,3 +258,51 @@ fn smuggled_paths_in_every_encoding_are_400_before_routing() {
     ));
     assert!(fine.starts_with("HTTP/1.1 200"), "{fine}");
 }
+
+#[test]
+fn probe_details_follow_the_resolved_client_and_probes_answer_get_and_head_only() {
+    use std::time::Duration;
+    // nginx on this host in front: every client arrives from loopback.
+    let (_child, addr) = Child::production(&[("TRUSTED_PROXIES", "127.0.0.1/32")]);
+    let runtime = seaworthy_tests::runtime();
+    let get = |extra: &str| {
+        let request =
+            format!("GET /health/ready HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n");
+        runtime.block_on(send_and_read(
+            addr,
+            request.into_bytes(),
+            Duration::from_secs(5),
+        ))
+    };
+    // A client on this machine itself sees the details...
+    let local = get("");
+    assert!(local.starts_with("HTTP/1.1 200"), "{local}");
+    assert!(local.contains("observedValue"), "{local}");
+    // ...a client on the internet behind the proxy does not.
+    let remote = get("X-Forwarded-For: 203.0.113.5\r\n");
+    assert!(remote.starts_with("HTTP/1.1 200"), "{remote}");
+    assert!(!remote.contains("observedValue"), "{remote}");
+    assert!(remote.contains("\"status\":\"pass\""), "{remote}");
+
+    for method in ["POST", "DELETE", "PUT", "PATCH", "OPTIONS"] {
+        let request = format!(
+            "{method} /health/ready HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let response = runtime.block_on(send_and_read(
+            addr,
+            request.into_bytes(),
+            Duration::from_secs(5),
+        ));
+        assert!(response.starts_with("HTTP/1.1 405"), "{method}: {response}");
+        assert!(
+            response.to_ascii_lowercase().contains("allow: get, head"),
+            "{method}: {response}"
+        );
+    }
+    let head = runtime.block_on(send_and_read(
+        addr,
+        b"HEAD /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        Duration::from_secs(5),
+    ));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+}

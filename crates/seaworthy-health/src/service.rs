@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower_service::Service;
 
@@ -60,7 +60,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// A tower service answering the three probes, in the IETF health+json
 /// format, with `Cache-Control: no-store`: 200 for pass and warn, 503 for
-/// fail, 404 for any other path.
+/// fail, 404 for any other path, 405 (with `Allow: GET, HEAD`) for a
+/// method other than `GET` and `HEAD`.
 ///
 /// Mount it outside every other layer (rate limits, timeouts, auth), so a
 /// probe is never refused for the wrong reason:
@@ -135,6 +136,15 @@ impl<B> Service<Request<B>> for HealthService {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, _body) = request.into_parts();
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            let mut response =
+                Response::new(Full::new(Bytes::from_static(b"method not allowed\n")));
+            *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Box::pin(std::future::ready(Ok(response)));
+        }
         let probe = self
             .paths
             .iter()
