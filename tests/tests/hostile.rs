@@ -306,3 +306,20 @@ fn probe_details_follow_the_resolved_client_and_probes_answer_get_and_head_only(
     ));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
+
+#[test]
+fn a_secret_file_that_never_ends_stops_the_start_at_once() {
+    let mut child = Child::example(
+        "production",
+        &[("PORT", "0"), ("REDIS_URL_FILE", "/dev/zero")],
+    );
+    let (status, waited) = child.wait_exit(GENEROUS);
+    let output = child.output();
+    assert_eq!(status.code(), Some(78), "{output}");
+    assert!(
+        output.contains("REDIS_URL_FILE") && output.contains("not a regular file"),
+        "{output}"
+    );
+    // It once read /dev/zero into memory (1.6 GB in 4 s) until killed.
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+}

@@ -101,7 +101,7 @@ fn resolve_files(vars: &mut BTreeMap<String, Var>, problems: &mut Vec<Problem>) 
             continue;
         }
         let path = PathBuf::from(var.value.trim());
-        match std::fs::read_to_string(&path) {
+        match read_capped(&path, MAX_SECRET_FILE) {
             Ok(mut content) => {
                 if content.ends_with('\n') {
                     content.pop();
@@ -121,24 +121,59 @@ fn resolve_files(vars: &mut BTreeMap<String, Var>, problems: &mut Vec<Problem>) 
             Err(err) => problems.push(Problem {
                 variable: file_var.clone(),
                 source: Some(var.source.clone()),
-                kind: ProblemKind::Unreadable(format!("{}: {}", path.display(), err.kind())),
+                kind: ProblemKind::Unreadable(format!("{}: {err}", path.display())),
             }),
         }
     }
 }
 
+/// The most a `NAME_FILE` secret may hold: a password, a token, a URL, a
+/// key fit many times over; `/dev/zero` or a log file do not.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+/// The most a `.env` file may hold.
+const MAX_ENV_FILE: u64 = 1024 * 1024;
+
+/// Reads a regular file of at most `max` bytes as UTF-8 text. A device
+/// (`/dev/zero`), a FIFO or a directory is refused before anything is read,
+/// and no more than `max + 1` bytes are ever read (a file that grows, or a
+/// `/proc` file that reports no size, cannot make it read more).
+fn read_capped(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let metadata = std::fs::metadata(path).map_err(|err| err.kind().to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file (a device, a FIFO or a directory)".to_owned());
+    }
+    let too_large = || format!("larger than {} KiB", max / 1024);
+    if metadata.len() > max {
+        return Err(too_large());
+    }
+    let file = std::fs::File::open(path).map_err(|err| err.kind().to_string())?;
+    let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| err.kind().to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())
+}
+
 /// The variables of one `.env` file, with their lines, parsed by dotenvy
 /// without touching the process environment. A missing file is no file.
 fn read_env_file(path: &Path, problems: &mut Vec<Problem>) -> Vec<(String, String, usize)> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        if path.exists() {
+    if !path.exists() {
+        return Vec::new();
+    }
+    let text = match read_capped(path, MAX_ENV_FILE) {
+        Ok(text) => text,
+        Err(why) => {
             problems.push(Problem {
                 variable: path.display().to_string(),
                 source: None,
-                kind: ProblemKind::Unreadable("not readable as UTF-8 text".to_owned()),
+                kind: ProblemKind::Unreadable(why),
             });
+            return Vec::new();
         }
-        return Vec::new();
     };
     let mut found = Vec::new();
     for item in dotenvy::from_read_iter(text.as_bytes()) {

@@ -260,6 +260,45 @@ fn name_file_reads_secrets_from_files() {
 }
 
 #[test]
+fn a_secret_file_that_is_a_device_or_too_large_is_refused_without_reading_it() {
+    let scratch = Scratch::new("file-cap");
+    let large = scratch.file("large", &"x".repeat(65 * 1024));
+    let started = std::time::Instant::now();
+    for (path, says) in [
+        ("/dev/zero".to_owned(), "not a regular file"),
+        (scratch.0.display().to_string(), "not a regular file"),
+        (large.display().to_string(), "larger than 64 KiB"),
+    ] {
+        let err = Loader::new("APP_")
+            .from_iter([
+                ("APP_PORT", "1".to_owned()),
+                ("APP_DB__URL_FILE", path.clone()),
+            ])
+            .load::<Settings>()
+            .unwrap_err();
+        assert_eq!(err.problems().len(), 1, "{err}");
+        assert!(
+            matches!(err.problems()[0].kind(), ProblemKind::Unreadable(_)),
+            "{err}"
+        );
+        assert!(err.to_string().contains(says), "{path}: {err}");
+        assert!(err.to_string().contains("APP_DB__URL_FILE"), "{err}");
+    }
+    // /dev/zero was never read: it is refused by its type, at once.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    // Exactly at the cap is fine.
+    let full = scratch.file("full", &"y".repeat(64 * 1024));
+    let settings: Settings = Loader::new("APP_")
+        .from_iter([
+            ("APP_PORT", "1".to_owned()),
+            ("APP_DB__URL_FILE", full.display().to_string()),
+        ])
+        .load()
+        .unwrap();
+    assert_eq!(settings.db.url.unwrap().expose().len(), 64 * 1024);
+}
+
+#[test]
 fn a_canary_secret_appears_nowhere() {
     const CANARY: &str = "CANARY-7f3a9c";
     let loader = Loader::new("APP_").from_iter([
