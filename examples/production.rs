@@ -41,7 +41,11 @@
 //! Checks: the free space of the working directory's filesystem
 //! (non-critical, every 10 s), and Redis's host when `REDIS_URL` is set.
 //!
-//! Signals: `SIGTERM` or `SIGINT` drain (a second forces, a third exits 130).
+//! Signals: `SIGTERM`, `SIGINT` or `SIGQUIT` drain (a second forces, a third
+//! exits 130). `SIGHUP` re-reads and checks the configuration and never
+//! stops the server (a bad configuration is logged; settings apply at
+//! start, so an upgrade applies them); `SIGUSR1` and `SIGALRM` are logged
+//! and ignored.
 //! `SIGUSR2` upgrades in place: the executable (the file at this process's
 //! path, so a deploy that replaced it starts the new version) is started
 //! with the listening socket, prints its own `listening on` line once its
@@ -79,7 +83,7 @@ use seaworthy::layers::{
 };
 use seaworthy::listener::upgrade::Upgrader;
 use seaworthy::listener::{Bind, Server};
-use seaworthy::shutdown::Shutdown;
+use seaworthy::shutdown::{Shutdown, Signal};
 use seaworthy_examples::{EX_CONFIG, init_tracing};
 use tower::ServiceBuilder;
 
@@ -188,6 +192,51 @@ impl serde::Serialize for Cidr {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
     }
+}
+
+/// Signals that would otherwise end the process at once, dropping the
+/// requests in flight: SIGHUP re-reads and checks the configuration (and
+/// never stops the server: a bad one is logged and the running settings
+/// stay); SIGUSR1 and SIGALRM mean nothing here and are logged. (SIGTERM,
+/// SIGINT and SIGQUIT drain; SIGUSR2 upgrades.)
+fn other_signals() -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match Loader::new("").env_file(".env").load::<Settings>() {
+                Ok(settings) => match validate(&settings).0.as_slice() {
+                    [] => tracing::info!(
+                        "SIGHUP: the configuration was re-read and is valid; this version applies \
+                         settings at start, so restart (SIGUSR2 upgrades in place) to apply changes"
+                    ),
+                    problems => tracing::error!(
+                        ?problems,
+                        "SIGHUP: the configuration is invalid; the running settings stay"
+                    ),
+                },
+                Err(err) => tracing::error!(
+                    error = %err,
+                    "SIGHUP: the configuration is invalid; the running settings stay"
+                ),
+            }
+        }
+    });
+    for (kind, name) in [
+        (SignalKind::user_defined1(), "SIGUSR1"),
+        (SignalKind::alarm(), "SIGALRM"),
+    ] {
+        let mut stream = signal(kind)?;
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                tracing::info!(
+                    signal = name,
+                    "signal ignored: it means nothing to this server"
+                );
+            }
+        });
+    }
+    Ok(())
 }
 
 /// What the settings' types cannot say: values that would parse but are
@@ -391,6 +440,8 @@ async fn main() -> ExitCode {
     let shutdown = match Shutdown::builder()
         .timeout(settings.shutdown_timeout)
         .drain_delay(settings.shutdown_drain_delay)
+        // SIGQUIT drains like SIGTERM, as nginx's QUIT does.
+        .signals([Signal::Term, Signal::Int, Signal::Quit])
         .build()
     {
         Ok(shutdown) => shutdown,
@@ -399,6 +450,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+
+    if let Err(err) = other_signals() {
+        eprintln!("cannot listen for signals: {err}");
+        return ExitCode::from(EX_UNAVAILABLE);
+    }
 
     // Takes over the sockets of the process this one replaces, if any.
     let mut upgrader = Upgrader::builder().ready_timeout(settings.upgrade_timeout);

@@ -323,3 +323,39 @@ fn a_secret_file_that_never_ends_stops_the_start_at_once() {
     // It once read /dev/zero into memory (1.6 GB in 4 s) until killed.
     assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
 }
+
+#[test]
+fn sighup_sigusr1_and_sigalrm_never_kill_the_server_and_sigquit_drains() {
+    use seaworthy_tests::Signal;
+    use std::time::Duration;
+    let (mut child, addr) = Child::production(&[("SHUTDOWN_DRAIN_DELAY", "0s")]);
+    let runtime = seaworthy_tests::runtime();
+    let get = |path: &str| {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        send_and_read(addr, request.into_bytes(), Duration::from_secs(20))
+    };
+    // A request in flight while the signals arrive.
+    let slow = runtime.spawn(get("/slow?ms=1500"));
+    std::thread::sleep(Duration::from_millis(200));
+    for signal in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGALRM] {
+        child.signal(signal);
+    }
+    child.wait_for_line(
+        "SIGHUP: the configuration was re-read and is valid",
+        GENEROUS,
+    );
+    child.wait_for_line("signal=\"SIGUSR1\"", GENEROUS);
+    child.wait_for_line("signal=\"SIGALRM\"", GENEROUS);
+    assert!(runtime.block_on(get("/")).starts_with("HTTP/1.1 200"));
+    let answered = runtime.block_on(slow).unwrap();
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+
+    // SIGQUIT drains like SIGTERM: the request in flight is answered.
+    let slow = runtime.spawn(get("/slow?ms=1000"));
+    std::thread::sleep(Duration::from_millis(200));
+    child.signal(Signal::SIGQUIT);
+    let answered = runtime.block_on(slow).unwrap();
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+}
