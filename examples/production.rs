@@ -17,8 +17,10 @@
 //! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | request body limit (413), handler timeout (504; more than 0s) |
 //! | `TLS_CERT`, `TLS_KEY` | (none) | HTTPS is not served yet: setting them stops the start rather than serve plain HTTP |
 //! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
-//! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it (at least 100ms) |
+//! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it, and a new connection's first byte (at least 100ms) |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once (1 to 1000000); past it, accept waits |
+//! | `MAX_CONNECTIONS_PER_IP` | `256` | connections open at once from one client address (IPv6 by /64; `0`: no limit); at most half of `MAX_CONNECTIONS` and of the descriptor limit; `TRUSTED_PROXIES` are exempt |
+//! | `HEALTH_PORT` | (none) | the probes on a listener of their own as well (a pool of 64 connections): point Kubernetes there, and no flood of `PORT` can starve them |
 //! | `UPGRADE_TIMEOUT` | `30s` | how long the new process of an upgrade has to become ready before it is killed |
 //! | `UPGRADE_SOCKET` | (none) | a Unix socket path: a new process started by a supervisor asks the running one there for its sockets (hand-off without exec); a path holding anything but this user's socket stops the start (78) and is left untouched |
 //!
@@ -116,6 +118,8 @@ struct Settings {
     #[serde(with = "seaworthy::config::duration")]
     header_read_timeout: Duration,
     max_connections: usize,
+    max_connections_per_ip: usize,
+    health_port: Option<u16>,
     #[serde(with = "seaworthy::config::duration")]
     upgrade_timeout: Duration,
     upgrade_socket: Option<PathBuf>,
@@ -138,6 +142,8 @@ impl Default for Settings {
             redis_url: None,
             header_read_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            max_connections_per_ip: 256,
+            health_port: None,
             upgrade_timeout: Duration::from_secs(30),
             upgrade_socket: None,
         }
@@ -278,20 +284,50 @@ fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
             "MAX_CONNECTIONS: between 1 and {MAX_CONNECTIONS} (0 would accept nothing)"
         ));
     }
+    if settings
+        .health_port
+        .is_some_and(|port| port != 0 && port == settings.port)
+    {
+        problems.push("HEALTH_PORT: must differ from PORT".to_owned());
+    }
     (problems, redis)
 }
+
+/// Connections the `HEALTH_PORT` listener takes at once: probes are few.
+const HEALTH_CONNECTIONS: usize = 64;
 
 /// The most `MAX_CONNECTIONS` may say: far above any descriptor limit.
 const MAX_CONNECTIONS: usize = 1_000_000;
 
-/// The routes and the stack, in the documented order.
-fn app(health: HealthService, settings: &Settings) -> Probed {
-    let trusted = TrustedProxies::new(
+/// `TRUSTED_PROXIES` as the layers take it.
+fn trusted_proxies(settings: &Settings) -> TrustedProxies {
+    TrustedProxies::new(
         settings
             .trusted_proxies
             .iter()
             .filter_map(|cidr| IpNet::new(cidr.addr, cidr.len).ok()),
-    );
+    )
+}
+
+/// The probes alone, for `HEALTH_PORT`: client IP (for the details) and
+/// security headers around them.
+fn probes_only(
+    health: HealthService,
+    settings: &Settings,
+) -> ClientIpService<SecurityHeaders<Router>> {
+    let routes = Router::new()
+        .route_service("/health", health.clone())
+        .route_service("/health/ready", health.clone())
+        .route_service("/health/startup", health);
+    ServiceBuilder::new()
+        .layer(ClientIpLayer::new(trusted_proxies(settings)))
+        .layer(SecurityHeadersLayer::api())
+        .service(routes)
+}
+
+/// The routes and the stack, in the documented order.
+fn app(health: HealthService, settings: &Settings) -> Probed {
+    let trusted = trusted_proxies(settings);
     let max_body = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
     let routes = Router::new()
         .route("/", get(|| async { "hello from seaworthy\n" }))
@@ -483,6 +519,22 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
+    let health_listener = match settings.health_port {
+        Some(port) => {
+            match upgrader.listener("health", Bind::tcp(SocketAddr::new(settings.host, port))) {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    let cause = err
+                        .io_error()
+                        .map(|io| format!(": {io}"))
+                        .unwrap_or_default();
+                    eprintln!("HEALTH_PORT: {err}{cause}");
+                    return ExitCode::from(EX_UNAVAILABLE);
+                }
+            }
+        }
+        None => None,
+    };
     let listening = match listener.local_addr() {
         Ok(addr) => addr,
         Err(err) => {
@@ -515,9 +567,39 @@ async fn main() -> ExitCode {
     });
     let probes = HealthService::new(health.clone()).authorizer(details);
 
-    let server = Server::new()
+    let mut server = Server::new()
         .header_read_timeout(settings.header_read_timeout)
         .max_connections(settings.max_connections);
+    if settings.max_connections_per_ip > 0 {
+        // The proxies in front bring many clients each: not limited.
+        let trusted = trusted_proxies(&settings);
+        server = server
+            .max_connections_per_ip(settings.max_connections_per_ip)
+            .per_ip_exempt(move |ip| trusted.contains(ip));
+    }
+    if let Some(health_listener) = health_listener {
+        // The probes on a port of their own, with a pool of their own: no
+        // flood of the main port can starve them.
+        let addr = health_listener
+            .local_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let health_server = Server::new()
+            .max_connections(HEALTH_CONNECTIONS)
+            .max_connections_per_ip(HEALTH_CONNECTIONS / 2)
+            .header_read_timeout(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(30));
+        let serving = health_server.serve(
+            health_listener,
+            probes_only(probes.clone(), &settings),
+            shutdown.token(),
+        );
+        shutdown.spawn_critical("health-http", async move {
+            serving.await;
+            Ok::<_, std::convert::Infallible>(())
+        });
+        tracing::info!(%addr, "health probes on their own port");
+    }
     // Critical: if the serve loop ever ends by a panic, the process shuts
     // down and exits 1 instead of keeping the port with nobody accepting.
     let serving = server.serve(listener, app(probes, &settings), shutdown.token());

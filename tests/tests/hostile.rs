@@ -359,3 +359,133 @@ fn sighup_sigusr1_and_sigalrm_never_kill_the_server_and_sigquit_drains() {
     let (status, _) = child.wait_exit(GENEROUS);
     assert_eq!(status.code(), Some(0), "{}", child.output());
 }
+
+/// `count` sockets from `from` (a loopback address) to `addr` that never
+/// send a byte.
+fn idle_flood(from: &str, addr: std::net::SocketAddr, count: usize) -> Vec<std::net::TcpStream> {
+    let runtime = seaworthy_tests::runtime();
+    runtime.block_on(async {
+        let mut streams = Vec::new();
+        for _ in 0..count {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+            if let Ok(Ok(stream)) =
+                tokio::time::timeout(std::time::Duration::from_secs(2), socket.connect(addr)).await
+            {
+                streams.push(stream.into_std().unwrap());
+            }
+        }
+        streams
+    })
+}
+
+/// `GET path` from 127.0.0.1, answered within `bound`, or `None`.
+fn probe(addr: std::net::SocketAddr, path: &str, bound: std::time::Duration) -> Option<String> {
+    let runtime = seaworthy_tests::runtime();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let response = runtime.block_on(async {
+        tokio::time::timeout(bound, send_and_read(addr, request.into_bytes(), bound)).await
+    });
+    response.ok().filter(|text| !text.is_empty())
+}
+
+#[test]
+fn one_client_flooding_idle_sockets_cannot_starve_the_probes() {
+    use std::time::Duration;
+    let (mut child, addr) =
+        Child::production(&[("MAX_CONNECTIONS", "400"), ("HEADER_READ_TIMEOUT", "2s")]);
+    // 600 sockets from 127.0.0.2 that never send a byte: more than the pool.
+    let flood = idle_flood("127.0.0.2", addr, 600);
+    assert!(flood.len() >= 500, "only {} connected", flood.len());
+    child.wait_for_line("a client reached its limit of open connections", GENEROUS);
+    // The probe, from another address, is answered at once.
+    let answer = probe(addr, "/health/ready", Duration::from_secs(5));
+    let answer = answer.unwrap_or_else(|| panic!("the probe starved; output:\n{}", child.output()));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    // And the flood's sockets are closed after the header-read timeout,
+    // not the 75 s keep-alive: the server reads EOF-ready sockets.
+    let started = std::time::Instant::now();
+    let mut closed = 0;
+    for mut stream in flood {
+        use std::io::Read;
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut byte = [0_u8; 1];
+        match stream.read(&mut byte) {
+            Ok(0) => closed += 1,
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => closed += 1,
+            other => panic!("a flood socket was not closed: {other:?}"),
+        }
+    }
+    eprintln!("{closed} closed in {:?}", started.elapsed());
+    assert!(closed >= 500, "{closed} closed");
+    // The admitted ones waited for the header-read timeout, not longer.
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn the_health_port_answers_while_the_main_pool_is_full() {
+    use std::time::Duration;
+    let (mut child, addr) = Child::production(&[
+        ("MAX_CONNECTIONS", "100"),
+        ("MAX_CONNECTIONS_PER_IP", "0"),
+        ("HEALTH_PORT", "0"),
+    ]);
+    let line = child.wait_for_line("health probes on their own port", GENEROUS);
+    let health: std::net::SocketAddr = line
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|addr| addr.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    let _flood = idle_flood("127.0.0.2", addr, 300);
+    // The main port's pool is full (the flood works)...
+    assert_eq!(probe(addr, "/health/ready", Duration::from_secs(1)), None);
+    // ...and the probes' own port answers, with the security headers.
+    let answer = probe(health, "/health/ready", Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the health port starved; output:\n{}", child.output()));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{answer}"
+    );
+    // Only the probes there.
+    let other = probe(health, "/", Duration::from_secs(5)).unwrap();
+    assert!(other.starts_with("HTTP/1.1 404"), "{other}");
+}
+
+#[test]
+fn out_of_descriptors_one_clients_flood_leaves_room_for_the_probes() {
+    use std::time::Duration;
+    let mut command = std::process::Command::new("sh");
+    command
+        .args(["-c", "ulimit -n 256 && exec \"$0\""])
+        .arg(seaworthy_tests::example_path("production"))
+        .env("RUST_LOG", "info")
+        .env("PORT", "0")
+        .env("RATE_LIMIT", "1000000/s")
+        .env("RATE_LIMIT_BURST", "1000000");
+    let mut child = Child::spawn(command);
+    let addr = seaworthy_tests::listening_addr(&child.wait_for_line("listening on http", GENEROUS));
+    let _flood = idle_flood("127.0.0.2", addr, 400);
+    for _ in 0..5 {
+        let answer = probe(addr, "/health/ready", Duration::from_secs(5))
+            .unwrap_or_else(|| panic!("the probe starved; output:\n{}", child.output()));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    assert_eq!(child.count("accept failed"), 0, "{}", child.output());
+}

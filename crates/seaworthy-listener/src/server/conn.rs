@@ -39,6 +39,7 @@ pub(crate) async fn serve<S, B>(
     stream: Stream,
     peer: Addr,
     permit: Option<OwnedSemaphorePermit>,
+    place: Option<super::per_ip::Place>,
     guard: DrainGuard,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
@@ -97,6 +98,10 @@ pub(crate) async fn serve<S, B>(
     let idle_limit = |close_idle: bool| {
         millis(if close_idle {
             config.idle_grace
+        } else if state.has_sent_nothing() {
+            // A new connection owes its first byte within the header-read
+            // timeout, as a head does.
+            config.header_read_timeout.min(config.keep_alive_timeout)
         } else {
             config.keep_alive_timeout
         })
@@ -187,6 +192,7 @@ pub(crate) async fn serve<S, B>(
     }
     shared.counters.closed();
     drop(permit);
+    drop(place);
 }
 
 /// A waker for the connection's rare events: marks that they need a look,

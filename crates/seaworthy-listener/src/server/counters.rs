@@ -17,6 +17,7 @@ struct Cells {
     header_timeouts: AtomicU64,
     idle_closed: AtomicU64,
     accept_errors: AtomicU64,
+    refused_per_ip: AtomicU64,
 }
 
 /// The values of [`Counters`] at one moment.
@@ -38,6 +39,9 @@ pub struct CountersSnapshot {
     pub idle_closed: u64,
     /// Accept errors that were not about a single connection (`EMFILE`, …).
     pub accept_errors: u64,
+    /// Connections closed at once because their client had reached its
+    /// [per-client limit](crate::Server::max_connections_per_ip).
+    pub refused_per_ip: u64,
 }
 
 impl Counters {
@@ -53,11 +57,16 @@ impl Counters {
             header_timeouts: c.header_timeouts.load(Relaxed),
             idle_closed: c.idle_closed.load(Relaxed),
             accept_errors: c.accept_errors.load(Relaxed),
+            refused_per_ip: c.refused_per_ip.load(Relaxed),
         }
     }
 
     pub(crate) fn accepted(&self) {
         self.cells.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn refused_per_ip(&self) {
+        self.cells.refused_per_ip.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn closed(&self) {

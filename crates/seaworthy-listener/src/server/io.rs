@@ -124,6 +124,14 @@ impl ConnState {
         Some(self.last_io.load(Relaxed))
     }
 
+    /// Whether the client has not sent a single byte yet.
+    pub(crate) fn has_sent_nothing(&self) -> bool {
+        self.requests.load(Relaxed) == 0
+            && !self.is_http2()
+            && self.head_since.load(Relaxed) == NO_HEAD
+            && !self.eof.load(Relaxed)
+    }
+
     pub(crate) fn is_http2(&self) -> bool {
         self.http2.load(Relaxed)
     }

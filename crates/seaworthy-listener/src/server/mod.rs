@@ -4,6 +4,7 @@
 mod conn;
 mod counters;
 mod io;
+mod per_ip;
 mod service;
 
 use std::error::Error as StdError;
@@ -46,7 +47,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 /// | setting | default | |
 /// |---|---|---|
 /// | [`max_connections`](Self::max_connections) | 10 000 | past it, accept waits (no busy loop) |
-/// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | a request head must arrive within it (slowloris) |
+/// | [`max_connections_per_ip`](Self::max_connections_per_ip) | none | nginx's `limit_conn`: one client's connections past it are closed at once |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | a request head must arrive within it (slowloris), and a new connection's first byte too |
 /// | [`max_header_size`](Self::max_header_size) | 32 KiB | a larger request head is answered 431 (nginx allows 4 × 8 KiB) |
 /// | [`keep_alive_timeout`](Self::keep_alive_timeout) | 75 s | idle HTTP/1 connections are closed after it; above common load balancers' 60 s |
 /// | [`http2_keep_alive`](Self::http2_keep_alive) | ping every 20 s, 20 s to answer | dead HTTP/2 peers are found |
@@ -105,6 +107,8 @@ pub struct Server {
 #[derive(Clone, Debug)]
 pub(crate) struct Config {
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_ip: Option<usize>,
+    pub(crate) per_ip_exempt: Option<per_ip::Exempt>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) max_header_size: usize,
     pub(crate) keep_alive_timeout: Duration,
@@ -122,6 +126,8 @@ impl Default for Server {
         Server {
             config: Config {
                 max_connections: 10_000,
+                max_connections_per_ip: None,
+                per_ip_exempt: None,
                 header_read_timeout: Duration::from_secs(10),
                 max_header_size: DEFAULT_MAX_HEADER_SIZE,
                 keep_alive_timeout: Duration::from_secs(75),
@@ -153,9 +159,40 @@ impl Server {
         self
     }
 
+    /// At most `max` connections open at once from one client address
+    /// (IPv6 by /64), nginx's `limit_conn`: past it, a new connection from
+    /// that client is closed as soon as it is accepted, and a warning is
+    /// logged (at most every 10 s). Default: no limit.
+    ///
+    /// The limit in force is also at most half of
+    /// [`max_connections`](Self::max_connections) and half of the process's
+    /// descriptor limit (`RLIMIT_NOFILE`), so that one client can never take
+    /// the whole pool, or every descriptor, from the others: a flood of idle
+    /// sockets from one address leaves room for the health probes. Exempt
+    /// the proxies that bring many clients over their connections with
+    /// [`per_ip_exempt`](Self::per_ip_exempt). Unix-socket peers are not
+    /// counted.
+    pub fn max_connections_per_ip(mut self, max: usize) -> Self {
+        self.config.max_connections_per_ip = Some(max.max(1));
+        self
+    }
+
+    /// Peers the [per-client limit](Self::max_connections_per_ip) does not
+    /// apply to: the trusted proxies in front, say.
+    pub fn per_ip_exempt(
+        mut self,
+        exempt: impl Fn(std::net::IpAddr) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.config.per_ip_exempt = Some(per_ip::Exempt(Arc::new(exempt)));
+        self
+    }
+
     /// How long a client may take to send a complete request head, counted
     /// from its first byte. A client that trickles header bytes (slowloris)
-    /// is cut at it. Default 10 s.
+    /// is cut at it. A new connection that has sent nothing at all is
+    /// closed after it too (not after the keep-alive timeout): an idle
+    /// socket costs the client nothing, and a flood of them would hold the
+    /// pool for 75 s each. Default 10 s.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.config.header_read_timeout = timeout;
         self
@@ -291,11 +328,16 @@ impl Server {
             };
             shared.counters.accepted();
             shared.counters.set_accept_errors(listener.error_count());
+            let Some(place) = shared.admit(&peer) else {
+                drop(stream);
+                continue;
+            };
             connections.spawn(conn::serve(
                 Arc::clone(&shared),
                 stream,
                 peer,
                 Some(permit),
+                place,
                 token.drain_guard(),
             ));
         }
@@ -392,15 +434,38 @@ where
     while let Some((stream, peer)) = listener.accept_nonblocking() {
         found += 1;
         shared.counters.accepted();
+        let Some(place) = shared.admit(&peer) else {
+            continue;
+        };
         connections.spawn(conn::serve(
             Arc::clone(shared),
             stream,
             peer,
             None,
+            place,
             token.drain_guard(),
         ));
     }
     found
+}
+
+impl<S> Shared<S> {
+    /// A place for a connection from `peer` under the per-client limit:
+    /// `None` when the client is at its limit (counted; the caller closes
+    /// the connection).
+    fn admit(&self, peer: &crate::Addr) -> Option<Option<per_ip::Place>> {
+        let Some(table) = &self.per_ip else {
+            return Some(None);
+        };
+        match table.admit(peer) {
+            Ok(place) => Some(place),
+            Err(()) => {
+                self.counters.refused_per_ip();
+                self.counters.closed();
+                None
+            }
+        }
+    }
 }
 
 /// The shutdown phases as three tokens, fired in order.
@@ -430,6 +495,7 @@ pub(crate) struct Shared<S> {
     pub(crate) counters: Counters,
     pub(crate) service: S,
     pub(crate) builder: auto::Builder<TokioExecutor>,
+    pub(crate) per_ip: Option<Arc<per_ip::PerIp>>,
     pub(crate) signals: Signals,
     pub(crate) token: ShutdownToken,
 }
@@ -451,6 +517,22 @@ impl<S> Shared<S> {
             .max_header_list_size(u32::try_from(config.max_header_size).unwrap_or(u32::MAX))
             .keep_alive_interval(config.http2_keep_alive_interval)
             .keep_alive_timeout(config.http2_keep_alive_timeout);
+        let per_ip = config.max_connections_per_ip.map(|max| {
+            let pool = (config.max_connections / 2).max(1);
+            let descriptors = per_ip::descriptor_limit().map_or(usize::MAX, |limit| {
+                usize::try_from(limit / 2).unwrap_or(usize::MAX)
+            });
+            let cap = max.min(pool).min(descriptors).max(1);
+            if cap < max {
+                tracing::info!(
+                    configured = max,
+                    cap,
+                    "per-client connection limit lowered to half of the pool or of the \
+                     descriptor limit"
+                );
+            }
+            Arc::new(per_ip::PerIp::new(cap, config.per_ip_exempt.clone()))
+        });
         let signals = Signals::default();
         // A server started after the shutdown began drains from the start.
         if token.is_shutting_down() {
@@ -461,6 +543,7 @@ impl<S> Shared<S> {
             counters,
             service,
             builder,
+            per_ip,
             signals,
             token: token.clone(),
         }
