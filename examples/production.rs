@@ -18,6 +18,7 @@
 //! | `TLS_CERT`, `TLS_KEY` | (none) | HTTPS is not served yet: setting them stops the start rather than serve plain HTTP |
 //! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it, and a new connection's first byte (at least 100ms) |
+//! | `WRITE_TIMEOUT` | `30s` | a client that reads nothing of a response for it is cut, and the memory freed (nginx's `send_timeout`; at least 100ms) |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once (1 to 1000000); past it, accept waits |
 //! | `MAX_CONNECTIONS_PER_IP` | `256` | connections open at once from one client address (IPv6 by /64; `0`: no limit); at most half of `MAX_CONNECTIONS` and of the descriptor limit; `TRUSTED_PROXIES` are exempt |
 //! | `HEALTH_PORT` | (none) | the probes on a listener of their own as well (a pool of 64 connections): point Kubernetes there, and no flood of `PORT` can starve them |
@@ -117,6 +118,8 @@ struct Settings {
     redis_url: Option<Secret<String>>,
     #[serde(with = "seaworthy::config::duration")]
     header_read_timeout: Duration,
+    #[serde(with = "seaworthy::config::duration")]
+    write_timeout: Duration,
     max_connections: usize,
     max_connections_per_ip: usize,
     health_port: Option<u16>,
@@ -141,6 +144,7 @@ impl Default for Settings {
             tls_key: None,
             redis_url: None,
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             max_connections_per_ip: 256,
             health_port: None,
@@ -273,6 +277,11 @@ fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
             "HEADER_READ_TIMEOUT: at least 100ms (a shorter one cuts every client whose head \
              arrives in two packets)"
                 .to_owned(),
+        );
+    }
+    if settings.write_timeout < Duration::from_millis(100) {
+        problems.push(
+            "WRITE_TIMEOUT: at least 100ms (a shorter one cuts clients on any hiccup)".to_owned(),
         );
     }
     if settings.request_timeout.is_zero() {
@@ -569,6 +578,7 @@ async fn main() -> ExitCode {
 
     let mut server = Server::new()
         .header_read_timeout(settings.header_read_timeout)
+        .write_timeout(settings.write_timeout)
         .max_connections(settings.max_connections);
     if settings.max_connections_per_ip > 0 {
         // The proxies in front bring many clients each: not limited.

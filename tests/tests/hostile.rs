@@ -489,3 +489,66 @@ fn out_of_descriptors_one_clients_flood_leaves_room_for_the_probes() {
     }
     assert_eq!(child.count("accept failed"), 0, "{}", child.output());
 }
+
+#[test]
+fn clients_that_never_read_their_responses_are_cut_after_the_write_timeout() {
+    use std::time::{Duration, Instant};
+    use tokio::io::AsyncWriteExt;
+    let (child, addr) = Child::production(&[("WRITE_TIMEOUT", "1s"), ("MAX_BODY", "8MiB")]);
+    let runtime = seaworthy_tests::runtime();
+    let before = seaworthy_tests::rss(child.pid());
+    // 20 connections each POST 6 MiB to /echo and never read the echo:
+    // more than the kernel's socket buffers take, so the server's writes
+    // wait on the client.
+    let body = vec![b'x'; 6 << 20];
+    let streams: Vec<tokio::net::TcpStream> = runtime.block_on(async {
+        let mut streams = Vec::new();
+        for _ in 0..20 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_recv_buffer_size(4096).unwrap();
+            let mut stream = socket.connect(addr).await.unwrap();
+            let head = format!(
+                "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            stream.write_all(head.as_bytes()).await.unwrap();
+            stream.write_all(&body).await.unwrap();
+            streams.push(stream);
+        }
+        streams
+    });
+    let held = seaworthy_tests::rss(child.pid()).saturating_sub(before);
+    // Past the write timeout (and well before the 75 s keep-alive), every
+    // connection has been cut: reading now finds its end, not a response
+    // that goes on.
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    runtime.block_on(async {
+        use tokio::io::AsyncReadExt;
+        for mut stream in streams {
+            let mut sink = vec![0_u8; 1 << 16];
+            let mut read = 0;
+            let ended = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read += n,
+                    }
+                }
+            })
+            .await;
+            assert!(
+                ended.is_ok(),
+                "a connection was not cut ({read} bytes read)"
+            );
+            assert!(read < 6 << 20, "the whole echo arrived: not cut");
+        }
+    });
+    let after = seaworthy_tests::rss(child.pid()).saturating_sub(before);
+    eprintln!(
+        "RSS above the start: {} MiB while held, {} MiB after the cut; reads ended in {:?}",
+        held >> 20,
+        after >> 20,
+        started.elapsed()
+    );
+}

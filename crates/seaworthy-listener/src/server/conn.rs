@@ -30,6 +30,8 @@ enum End {
     Done,
     /// A request head did not arrive within the header-read timeout.
     HeaderTimeout,
+    /// The peer read nothing of a response within the write timeout.
+    WriteTimeout,
     /// The shutdown's deadline: closed as it was.
     Cut,
 }
@@ -64,7 +66,7 @@ pub(crate) async fn serve<S, B>(
     let io = ConnIo::new(
         stream,
         Arc::clone(&state),
-        config.header_read_timeout,
+        (config.header_read_timeout, config.write_timeout),
         config.linger,
         signals.cut.clone(),
         guard,
@@ -171,6 +173,12 @@ pub(crate) async fn serve<S, B>(
                 if state.header_timed_out() {
                     return Poll::Ready(End::HeaderTimeout);
                 }
+                if state
+                    .write_timed_out
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    return Poll::Ready(End::WriteTimeout);
+                }
                 if let Err(err) = result {
                     log_connection_error(&*err);
                 }
@@ -187,6 +195,10 @@ pub(crate) async fn serve<S, B>(
         End::HeaderTimeout => {
             shared.counters.header_timeout();
             tracing::debug!(%peer, "request head not received in time; closed");
+        }
+        End::WriteTimeout => {
+            shared.counters.write_timeout();
+            tracing::debug!(%peer, "the peer read nothing within the write timeout; closed");
         }
         End::Cut => shared.counters.closed_at_deadline(),
     }

@@ -18,6 +18,7 @@ struct Cells {
     idle_closed: AtomicU64,
     accept_errors: AtomicU64,
     refused_per_ip: AtomicU64,
+    write_timeouts: AtomicU64,
 }
 
 /// The values of [`Counters`] at one moment.
@@ -42,6 +43,9 @@ pub struct CountersSnapshot {
     /// Connections closed at once because their client had reached its
     /// [per-client limit](crate::Server::max_connections_per_ip).
     pub refused_per_ip: u64,
+    /// Connections cut because the peer read nothing of a response within
+    /// the [write timeout](crate::Server::write_timeout).
+    pub write_timeouts: u64,
 }
 
 impl Counters {
@@ -58,11 +62,16 @@ impl Counters {
             idle_closed: c.idle_closed.load(Relaxed),
             accept_errors: c.accept_errors.load(Relaxed),
             refused_per_ip: c.refused_per_ip.load(Relaxed),
+            write_timeouts: c.write_timeouts.load(Relaxed),
         }
     }
 
     pub(crate) fn accepted(&self) {
         self.cells.accepted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn write_timeout(&self) {
+        self.cells.write_timeouts.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn refused_per_ip(&self) {

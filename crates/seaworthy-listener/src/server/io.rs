@@ -37,6 +37,7 @@ pub(crate) struct ConnState {
     /// `close_idle`).
     idle_close: AtomicBool,
     header_timed_out: AtomicBool,
+    pub(crate) write_timed_out: AtomicBool,
     /// Wakes the connection task to retire an HTTP/2 connection.
     pub(crate) retire: Notify,
     /// The process's shutdown: once triggered, every HTTP/1 response closes
@@ -59,6 +60,7 @@ impl ConnState {
             no_linger: AtomicBool::new(false),
             idle_close: AtomicBool::new(false),
             header_timed_out: AtomicBool::new(false),
+            write_timed_out: AtomicBool::new(false),
             retire: Notify::new(),
         }
     }
@@ -179,6 +181,11 @@ pub(crate) struct ConnIo {
     header_read_timeout: Duration,
     /// Armed only while a request head is partly read.
     head_timer: Option<Pin<Box<Sleep>>>,
+    write_timeout: Duration,
+    /// Armed only while a write waits for the peer to read.
+    write_timer: Option<Pin<Box<Sleep>>>,
+    /// When the current wait for the peer began.
+    write_blocked_since: Option<Instant>,
     linger: Duration,
     cut: CancellationToken,
     guard: Option<DrainGuard>,
@@ -188,16 +195,20 @@ impl ConnIo {
     pub(crate) fn new(
         stream: Stream,
         state: Arc<ConnState>,
-        header_read_timeout: Duration,
+        timeouts: (Duration, Duration),
         linger: Duration,
         cut: CancellationToken,
         guard: DrainGuard,
     ) -> Self {
+        let (header_read_timeout, write_timeout) = timeouts;
         ConnIo {
             stream: Some(stream),
             state,
             header_read_timeout,
             head_timer: None,
+            write_timeout,
+            write_timer: None,
+            write_blocked_since: None,
             linger,
             cut,
             guard: Some(guard),
@@ -232,6 +243,49 @@ impl ConnIo {
             io::ErrorKind::TimedOut,
             "request head not received within the header-read timeout",
         )))
+    }
+
+    /// Counts a write's outcome: progress ends a wait for the peer; a wait
+    /// (`Pending`) starts or goes on, and fails the write with `TimedOut`
+    /// once the peer has read nothing for the write timeout (nginx's
+    /// `send_timeout`): a client that never reads cannot hold the response,
+    /// and the memory behind it, for ever.
+    fn account_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(Ok(value)) => {
+                self.write_blocked_since = None;
+                Poll::Ready(Ok(value))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => {
+                let since = *self.write_blocked_since.get_or_insert_with(Instant::now);
+                let deadline = since + self.write_timeout;
+                let timer = match &mut self.write_timer {
+                    Some(timer) => {
+                        if timer.deadline() != deadline {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => self
+                        .write_timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.state.write_timed_out.store(true, Relaxed);
+                self.state.close_hard();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the peer read nothing within the write timeout",
+                )))
+            }
+        }
     }
 
     fn stream(&mut self) -> Pin<&mut Stream> {
@@ -272,7 +326,7 @@ impl AsyncWrite for ConnIo {
         if let Poll::Ready(Ok(_)) = result {
             this.state.on_write();
         }
-        result
+        this.account_write(cx, result)
     }
 
     fn poll_write_vectored(
@@ -285,7 +339,7 @@ impl AsyncWrite for ConnIo {
         if let Poll::Ready(Ok(_)) = result {
             this.state.on_write();
         }
-        result
+        this.account_write(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -295,7 +349,9 @@ impl AsyncWrite for ConnIo {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.get_mut().stream().poll_flush(cx)
+        let this = self.get_mut();
+        let result = this.stream().poll_flush(cx);
+        this.account_write(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -50,6 +50,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 /// | [`max_connections_per_ip`](Self::max_connections_per_ip) | none | nginx's `limit_conn`: one client's connections past it are closed at once |
 /// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | a request head must arrive within it (slowloris), and a new connection's first byte too |
 /// | [`max_header_size`](Self::max_header_size) | 32 KiB | a larger request head is answered 431 (nginx allows 4 × 8 KiB) |
+/// | [`write_timeout`](Self::write_timeout) | 30 s | a peer that reads nothing of a response for it is cut (nginx's `send_timeout`) |
 /// | [`keep_alive_timeout`](Self::keep_alive_timeout) | 75 s | idle HTTP/1 connections are closed after it; above common load balancers' 60 s |
 /// | [`http2_keep_alive`](Self::http2_keep_alive) | ping every 20 s, 20 s to answer | dead HTTP/2 peers are found |
 /// | [`max_requests`](Self::max_requests) | none | gunicorn's `max_requests`, with jitter |
@@ -111,6 +112,7 @@ pub(crate) struct Config {
     pub(crate) per_ip_exempt: Option<per_ip::Exempt>,
     pub(crate) header_read_timeout: Duration,
     pub(crate) max_header_size: usize,
+    pub(crate) write_timeout: Duration,
     pub(crate) keep_alive_timeout: Duration,
     pub(crate) http2_keep_alive_interval: Option<Duration>,
     pub(crate) http2_keep_alive_timeout: Duration,
@@ -130,6 +132,7 @@ impl Default for Server {
                 per_ip_exempt: None,
                 header_read_timeout: Duration::from_secs(10),
                 max_header_size: DEFAULT_MAX_HEADER_SIZE,
+                write_timeout: Duration::from_secs(30),
                 keep_alive_timeout: Duration::from_secs(75),
                 http2_keep_alive_interval: Some(Duration::from_secs(20)),
                 http2_keep_alive_timeout: Duration::from_secs(20),
@@ -205,6 +208,22 @@ impl Server {
     /// about 400 KiB per connection. Default 32 KiB, at least 8 KiB.
     pub fn max_header_size(mut self, bytes: usize) -> Self {
         self.config.max_header_size = bytes.max(MIN_HEADER_SIZE);
+        self
+    }
+
+    /// How long a write may wait for the peer to read (nginx's
+    /// `send_timeout`, between two successful writes, not for the whole
+    /// response): a client that sends requests and never reads the
+    /// responses is cut after it, and what the responses held is freed.
+    /// Default 30 s.
+    ///
+    /// This covers a peer that stops reading the socket, over HTTP/1 and
+    /// HTTP/2. An HTTP/2 peer that keeps reading the socket but never opens
+    /// its flow-control windows makes no write wait: its streams are
+    /// bounded by HTTP/2's concurrent-stream limit, and the connection by
+    /// its PINGs and the per-client connection limit.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.config.write_timeout = timeout;
         self
     }
 
