@@ -552,3 +552,56 @@ fn clients_that_never_read_their_responses_are_cut_after_the_write_timeout() {
         started.elapsed()
     );
 }
+
+#[test]
+fn a_failed_new_version_takes_the_processes_it_started_with_it() {
+    use seaworthy_tests::{Signal, is_gone, listening_addr, signal, wait_gone};
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
+    let dir = TempDir::new("upgrade-grandchild");
+    let app = dir.0.join("app");
+    std::fs::copy(seaworthy_tests::example_path("production"), &app).unwrap();
+    let mut command = std::process::Command::new(&app);
+    command
+        .env("RUST_LOG", "info")
+        .env("PORT", "0")
+        .env("UPGRADE_TIMEOUT", "1s")
+        .env("SHUTDOWN_DRAIN_DELAY", "0s");
+    let mut child = Child::spawn(command);
+    let addr = listening_addr(&child.wait_for_line("listening on http", GENEROUS));
+
+    // A "new version" that starts a child of its own (holding the sockets it
+    // was given) and never gets ready.
+    let pid_file = dir.0.join("grandchild.pid");
+    let script = format!(
+        "#!/bin/sh\nsleep 600 &\necho $! > {}\nwait\n",
+        pid_file.display()
+    );
+    let staged = dir.0.join("app.new");
+    std::fs::write(&staged, script).unwrap();
+    std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&staged, &app).unwrap();
+    signal(child.pid(), Signal::SIGUSR2);
+    child.wait_for_line("upgrade failed; still serving", GENEROUS);
+    let grandchild: u32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .expect("the script wrote its child's pid");
+    let gone = std::panic::catch_unwind(|| wait_gone(grandchild, GENEROUS));
+    if !is_gone(grandchild) {
+        // Ours (our child's child): never left behind.
+        signal(grandchild, Signal::SIGKILL);
+    }
+    assert!(
+        gone.is_ok(),
+        "the failed version's own child outlived the rollback"
+    );
+
+    // Once the server exits, nobody holds the socket: connections are
+    // refused, not left hanging in a queue nobody accepts from.
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    let refused = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+    assert!(refused.is_err(), "something still listens on {addr}");
+}

@@ -267,6 +267,18 @@ pub(crate) async fn report_ready(control: StdUnixStream) -> Result<(), Error> {
     }
 }
 
+/// A new process started by the old one's exec leads a process group of its
+/// own (so that a failed one can be killed with its children); once it has
+/// taken over, it rejoins the group of the process that started it, so that
+/// a terminal's Ctrl-C and a supervisor's group signals reach it as before.
+pub(crate) fn rejoin_parent_group() {
+    use nix::unistd::{Pid, getpgid, getppid, setpgid};
+    let rejoined = getpgid(Some(getppid())).and_then(|group| setpgid(Pid::from_raw(0), group));
+    if let Err(err) = rejoined {
+        tracing::debug!(error = %err, "cannot rejoin the previous process's group");
+    }
+}
+
 /// One side of the control channel, by lines.
 pub(crate) struct Channel {
     reader: BufReader<OwnedReadHalf>,

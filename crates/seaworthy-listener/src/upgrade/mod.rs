@@ -162,7 +162,11 @@ impl UpgraderBuilder {
         let args = self
             .args
             .unwrap_or_else(|| std::env::args_os().skip(1).collect());
-        let (inherited, control) = match control::from_exec_env()? {
+        let exec_env = control::from_exec_env()?;
+        // Started by the old process's exec: in a process group of its own
+        // until it takes over (see `exec_child`).
+        let started_by_exec = exec_env.is_some();
+        let (inherited, control) = match exec_env {
             Some(handed) => handed,
             None => match &self.handoff_socket {
                 Some(path) => {
@@ -191,6 +195,7 @@ impl UpgraderBuilder {
             gate: CancellationToken::new(),
             busy: AtomicBool::new(false),
             took_over,
+            started_by_exec,
         });
         let upgrader = Upgrader { inner };
         // Once draining, no upgrade can start: the copies kept for one are
@@ -270,6 +275,7 @@ struct Inner {
     /// An upgrade is under way (or done: this process steps down).
     busy: AtomicBool,
     took_over: bool,
+    started_by_exec: bool,
 }
 
 /// A listening socket passed between processes.
@@ -367,6 +373,9 @@ impl Upgrader {
         let control = lock(&self.inner.control).take();
         if let Some(control) = control {
             control::report_ready(control).await?;
+            if self.inner.started_by_exec {
+                control::rejoin_parent_group();
+            }
         }
         let unused: Vec<String> = lock(&self.inner.inherited)
             .drain(..)
@@ -460,6 +469,12 @@ impl Upgrader {
                 .env(ENV_CONTROL, theirs.as_raw_fd().to_string())
                 .env(ENV_PARENT, std::process::id().to_string());
             crate::sys::keep_across_exec(&mut command, keep);
+            // A process group of its own: if it fails, everything it
+            // started goes with it (a script's children would otherwise keep
+            // the listening sockets, and clients would hang on them after
+            // this process exits). It rejoins this process's group once it
+            // takes over.
+            command.process_group(0);
             command.spawn().map_err(UpgradeError::Spawn)?
         };
         drop(theirs);
@@ -503,8 +518,17 @@ impl Upgrader {
     }
 }
 
-/// Kills and reaps a new process that did not take over; says why.
+/// Kills and reaps a new process that did not take over, and every
+/// process in its group (what it started); says why.
 async fn rollback(mut child: tokio::process::Child, err: UpgradeError) -> UpgradeError {
+    if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+        // The group is the child's own (`process_group(0)`), and exists
+        // until the child is reaped below.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let _ = child.start_kill();
     match child.wait().await {
         Ok(status) => match err {
