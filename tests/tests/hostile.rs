@@ -158,7 +158,10 @@ fn a_head_past_32_kib_is_431_and_unfinished_heads_hold_little_memory() {
     assert!(response.starts_with("HTTP/1.1 431"), "{response:.200}");
     // hyper's own answer, before any layer: an empty body, and so none of
     // the headers that guard a rendered page (docs/layers.md).
-    assert!(response.to_ascii_lowercase().contains("content-length: 0"), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("content-length: 0"),
+        "{response}"
+    );
     let ok = runtime.block_on(send_and_read(
         addr,
         b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
@@ -607,4 +610,54 @@ fn a_failed_new_version_takes_the_processes_it_started_with_it() {
     assert_eq!(status.code(), Some(0), "{}", child.output());
     let refused = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2));
     assert!(refused.is_err(), "something still listens on {addr}");
+}
+
+#[test]
+fn every_bad_variable_is_named_at_once_whatever_kind_of_value_it_is() {
+    let bad = [
+        "HOST",
+        "PORT",
+        "SHUTDOWN_DRAIN_DELAY",
+        "SHUTDOWN_TIMEOUT",
+        "RATE_LIMIT",
+        "RATE_LIMIT_BURST",
+        "TRUSTED_PROXIES",
+        "MAX_BODY",
+        "REQUEST_TIMEOUT",
+        "HEADER_READ_TIMEOUT",
+        "WRITE_TIMEOUT",
+        "MAX_CONNECTIONS",
+        "MAX_CONNECTIONS_PER_IP",
+        "HEALTH_PORT",
+        "UPGRADE_TIMEOUT",
+    ];
+    let env: Vec<(&str, &str)> = bad.iter().map(|name| (*name, "bad")).collect();
+    let mut child = Child::example("production", &env);
+    let (status, _) = child.wait_exit(GENEROUS);
+    let output = child.output();
+    assert_eq!(status.code(), Some(78), "{output}");
+    // RATE_LIMIT, whose type no stand-in value fits, once hid 10 of them.
+    assert!(
+        output.contains(&format!("invalid configuration: {} problems", bad.len())),
+        "{output}"
+    );
+    for name in bad {
+        assert!(
+            output.contains(&format!("  {name} (environment): invalid, expected ")),
+            "{name}: {output}"
+        );
+    }
+    assert!(!output.contains("expected invalid"), "{output}");
+
+    // A value that stands inside the expectation leaves it whole.
+    let mut child = Child::example("production", &[("RATE_LIMIT", "0/s")]);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(78));
+    assert!(
+        child
+            .output()
+            .contains("expected a rate like 100/min, 10/s or 5000/h"),
+        "{}",
+        child.output()
+    );
 }

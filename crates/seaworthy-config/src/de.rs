@@ -12,7 +12,7 @@
 //! one.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::de::{
@@ -119,6 +119,10 @@ impl Failure {
 pub(crate) struct Ctx<'a> {
     pub(crate) vars: &'a [Var],
     pub(crate) stand_ins: &'a HashMap<Vec<String>, usize>,
+    /// Fields left out of their struct: their value fits no stand-in, so
+    /// the pass goes on without them (a struct with defaults fills them)
+    /// to find the problems after them.
+    pub(crate) excluded: &'a HashSet<Vec<String>>,
     pub(crate) problems: RefCell<Vec<Problem>>,
     pub(crate) failed: RefCell<Option<Failure>>,
     /// Each struct met, with its fields, to find unknown variables.
@@ -126,10 +130,15 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(vars: &'a [Var], stand_ins: &'a HashMap<Vec<String>, usize>) -> Self {
+    pub(crate) fn new(
+        vars: &'a [Var],
+        stand_ins: &'a HashMap<Vec<String>, usize>,
+        excluded: &'a HashSet<Vec<String>>,
+    ) -> Self {
         Ctx {
             vars,
             stand_ins,
+            excluded,
             problems: RefCell::new(Vec::new()),
             failed: RefCell::new(None),
             structs: RefCell::new(Vec::new()),
@@ -264,9 +273,14 @@ impl<'a, 'c> De<'a, 'c> {
         let Some(leaf) = self.leaf() else {
             return Err(self.abort(None, "a single value, not nested variables".to_owned()));
         };
+        // What the type says it expects ("IP address"), for parse errors
+        // that only say what went wrong ("invalid IP address syntax").
+        let expecting = format!("{}", &visitor as &dyn de::Expected);
         match visitor.visit_str::<DeError>(leaf.raw) {
             Ok(value) => Ok(value),
-            Err(DeError::Message(expected)) => Err(self.abort(leaf.var, expected)),
+            Err(DeError::Message(message)) => {
+                Err(self.abort(leaf.var, expectation(message, &expecting)))
+            }
             Err(other) => Err(other),
         }
     }
@@ -283,12 +297,57 @@ impl<'a, 'c> De<'a, 'c> {
     }
 }
 
-/// Removes a value from a message, should a type's parse error quote it.
-fn scrub(message: String, raw: Option<&str>) -> String {
-    match raw {
-        Some(raw) if raw.trim().len() >= 3 => message.replace(raw.trim(), "[redacted]"),
-        _ => message,
+/// What to say was expected: a type's parse error when it says so, else
+/// what the type's visitor expects, with the error beside it.
+fn expectation(message: String, expecting: &str) -> String {
+    let says_what_went_wrong = ["invalid", "cannot", "unexpected", "missing"]
+        .iter()
+        .any(|start| message.to_ascii_lowercase().starts_with(start));
+    if says_what_went_wrong && !expecting.is_empty() {
+        let article = if expecting.starts_with(['a', 'e', 'i', 'o', 'u', 'A', 'E', 'I', 'O', 'U']) {
+            "an"
+        } else {
+            "a"
+        };
+        let expecting = expecting
+            .strip_prefix("a ")
+            .or_else(|| expecting.strip_prefix("an "))
+            .map_or_else(
+                || format!("{article} {expecting}"),
+                |_| expecting.to_owned(),
+            );
+        format!("{expecting} ({message})")
+    } else {
+        message
     }
+}
+
+/// Removes a value from a message, should a type's parse error quote it:
+/// where it stands as a word of its own, so that a value that happens to be
+/// part of the expectation (`0/s` in "10/s") leaves it whole.
+fn scrub(message: String, raw: Option<&str>) -> String {
+    let Some(raw) = raw.map(str::trim).filter(|raw| raw.len() >= 3) else {
+        return message;
+    };
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric());
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(at) = rest.find(raw) {
+        let before = rest[..at]
+            .chars()
+            .next_back()
+            .or_else(|| out.chars().next_back());
+        let after = rest[at + raw.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if word(before) || word(after) {
+            out.push_str(raw);
+        } else {
+            out.push_str("[redacted]");
+        }
+        rest = &rest[at + raw.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 macro_rules! numbers {
@@ -491,6 +550,9 @@ impl<'c> de::Deserializer<'c> for De<'_, 'c> {
             let node = map.and_then(|map| map.get(&field.to_ascii_lowercase()));
             let mut path = self.path.clone();
             path.push(field.to_ascii_lowercase());
+            if self.ctx.excluded.contains(&path) {
+                continue;
+            }
             if node.is_some() || self.ctx.stand_ins.contains_key(&path) {
                 entries.push(((*field).to_owned(), node));
             }

@@ -89,6 +89,18 @@
 //! runs again with a stand-in that type accepts. A good load is one pass; a
 //! load with k problems takes at most about 8k.
 //!
+//! A type that no stand-in fits (a `FromStr` type of your own, read with
+//! [`from_str`]) is left out of the passes after it failed: with a default
+//! (`#[serde(default)]` on the field or the struct, as settings usually
+//! have), the load goes on and names every other problem too. A required
+//! field of such a type still lets every invalid value, unknown variable
+//! and earlier missing field be named; only a missing field declared after
+//! it waits for it to be fixed (serde checks missing fields in declaration
+//! order). A nested struct with no variable at all is reported by its
+//! missing fields (`APP_DB__URL`), never as a variable of its own
+//! (`APP_DB`). A parse error that says what went wrong ("invalid IP address
+//! syntax") is reported beside what the type expects ("an IP address").
+//!
 //! # Comparison
 //!
 //! | | envy | figment | config-rs | pydantic-settings | seaworthy-config |

@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -111,18 +111,20 @@ impl Loader {
         let vars = self.variables(wanted, &mut problems);
         let root = build_tree(self.prefix.len(), &vars, &mut problems);
         let mut stand_ins: HashMap<Vec<String>, usize> = HashMap::new();
-        let mut found: Vec<Problem> = Vec::new();
+        let mut excluded: HashSet<Vec<String>> = HashSet::new();
+        // Each problem with the settings path it was found at.
+        let mut found: Vec<(Vec<String>, Problem)> = Vec::new();
         // Each pass either succeeds or finds one more problem (or the next
-        // stand-in for one): bounded by the variables and fields times the
-        // stand-ins.
-        let limit = (vars.len() + 64) * STAND_INS.len();
+        // stand-in for one, or leaves a field out): bounded by the
+        // variables and fields times the stand-ins.
+        let limit = (vars.len() + 64) * (STAND_INS.len() + 1);
         for _ in 0..limit {
-            let ctx = Ctx::new(&vars, &stand_ins);
+            let ctx = Ctx::new(&vars, &stand_ins, &excluded);
             let result = T::deserialize(De::root(&ctx, &root));
             let failure = ctx.failed.borrow_mut().take();
             match (result, failure) {
                 (Ok(value), _) => {
-                    problems.extend(found);
+                    problems.extend(found.into_iter().map(|(_, problem)| problem));
                     problems.extend(ctx.problems.into_inner());
                     if !self.prefix.is_empty() {
                         problems.extend(unknown(
@@ -137,21 +139,46 @@ impl Loader {
                 (Err(_), Some(failure)) => {
                     let pass_problems = ctx.problems.into_inner();
                     let path = failure.path().to_vec();
+                    if excluded.contains(&path) {
+                        // A field left out that has no default: serde says
+                        // so once it has read every other field, so this
+                        // pass saw all the rest.
+                        problems.extend(found.into_iter().map(|(_, problem)| problem));
+                        problems.extend(pass_problems);
+                        if !self.prefix.is_empty() {
+                            problems.extend(unknown(
+                                &self.prefix,
+                                &vars,
+                                &root,
+                                &ctx.structs.into_inner(),
+                            ));
+                        }
+                        return finish_err(problems);
+                    }
                     if let Some(index) = stand_ins.get_mut(&path) {
                         *index += 1;
                         if *index < STAND_INS.len() {
                             continue;
                         }
-                        // No stand-in fits this type: report what was found.
-                        problems.extend(found);
-                        problems.extend(pass_problems);
-                        return finish_err(problems);
+                        // No stand-in fits this type: go on without it, to
+                        // find the problems after it.
+                        stand_ins.remove(&path);
+                        excluded.insert(path);
+                        continue;
                     }
-                    found.push(self.problem(&vars, failure));
+                    // A missing struct is not a variable anyone can set: its
+                    // fields are. Once a field of it is found missing, the
+                    // struct's own entry goes.
+                    found.retain(|(earlier, problem)| {
+                        !(matches!(problem.kind(), ProblemKind::Missing)
+                            && earlier.len() < path.len()
+                            && path.starts_with(earlier))
+                    });
+                    found.push((path.clone(), self.problem(&vars, failure)));
                     stand_ins.insert(path, 0);
                 }
                 (Err(err), None) => {
-                    problems.extend(found);
+                    problems.extend(found.into_iter().map(|(_, problem)| problem));
                     problems.push(Problem {
                         variable: format!("{}*", self.prefix.to_ascii_uppercase()),
                         source: None,
@@ -161,7 +188,7 @@ impl Loader {
                 }
             }
         }
-        problems.extend(found);
+        problems.extend(found.into_iter().map(|(_, problem)| problem));
         finish_err(problems)
     }
 
@@ -255,8 +282,9 @@ impl Loader {
 /// pass over no variables, which meets the struct before anything fails.
 fn root_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
     let stand_ins = HashMap::new();
+    let excluded = HashSet::new();
     let empty = crate::de::Node::Map(Default::default());
-    let ctx = Ctx::new(&[], &stand_ins);
+    let ctx = Ctx::new(&[], &stand_ins, &excluded);
     let _ = T::deserialize(De::root(&ctx, &empty));
     ctx.structs
         .into_inner()
@@ -293,17 +321,16 @@ fn unknown(
         if !seen.insert(path.clone()) {
             continue;
         }
-        let mut node = root;
+        // The struct's own node; a struct with no variable at all (a
+        // missing one, given a stand-in) has none, and nothing unknown.
+        let mut node = Some(root);
         for segment in path {
-            match node {
-                Node::Map(map) => match map.get(segment) {
-                    Some(child) => node = child,
-                    None => break,
-                },
-                Node::Leaf(_) => break,
-            }
+            node = match node {
+                Some(Node::Map(map)) => map.get(segment),
+                _ => None,
+            };
         }
-        let Node::Map(map) = node else { continue };
+        let Some(Node::Map(map)) = node else { continue };
         for (key, child) in map {
             if fields.iter().any(|field| field.eq_ignore_ascii_case(key)) {
                 continue;

@@ -380,3 +380,69 @@ fn from_map_never_reads_the_process_environment() {
     let path: Path = Loader::new("").from_map(&map).load().unwrap();
     assert!(path.path.is_none());
 }
+
+#[test]
+fn messages_say_what_was_expected_and_a_value_inside_one_is_not_redacted() {
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Net {
+        host: std::net::IpAddr,
+        #[serde(with = "seaworthy_config::from_str")]
+        port_range: Range,
+    }
+    #[derive(Debug)]
+    #[allow(dead_code)]
+    struct Range;
+    impl std::str::FromStr for Range {
+        type Err = &'static str;
+        fn from_str(_: &str) -> Result<Self, Self::Err> {
+            Err("a range like 10/s, 100/min or 5000/h")
+        }
+    }
+    let err = Loader::new("APP_")
+        .from_iter([("APP_HOST", "nonsense"), ("APP_PORT_RANGE", "0/s")])
+        .load::<Net>()
+        .unwrap_err();
+    let text = err.to_string();
+    // std's "invalid IP address syntax" is what went wrong, not what was
+    // expected.
+    assert!(
+        text.contains(
+            "APP_HOST (environment): invalid, expected an IP address (invalid IP address syntax)"
+        ),
+        "{text}"
+    );
+    // The value "0/s" stands inside "10/s": the expectation stays whole.
+    assert!(
+        text.contains("expected a range like 10/s, 100/min or 5000/h"),
+        "{text}"
+    );
+    assert!(!text.contains("[redacted]"), "{text}");
+}
+
+#[test]
+fn a_missing_nested_struct_is_named_by_its_fields_only() {
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Inner {
+        url: String,
+        pool: u16,
+    }
+    #[derive(serde::Deserialize, Debug)]
+    #[allow(dead_code)]
+    struct Outer {
+        port: u16,
+        db: Inner,
+    }
+    let err = Loader::new("APP_")
+        .from_iter([("APP_PORT", "1")])
+        .load::<Outer>()
+        .unwrap_err();
+    let named: Vec<&str> = err
+        .problems()
+        .iter()
+        .map(|problem| problem.variable())
+        .collect();
+    // Nobody can set APP_DB: its fields are the variables.
+    assert_eq!(named, ["APP_DB__POOL", "APP_DB__URL"], "{err}");
+}

@@ -179,3 +179,123 @@ fn all_good_loads() {
     assert_eq!(fifty.field_00, 8080);
     assert!(fifty.field_01);
 }
+
+/// A type of the user's own that no stand-in value parses as.
+#[derive(Debug)]
+#[allow(dead_code)]
+struct Rate(u32);
+
+impl Default for Rate {
+    fn default() -> Self {
+        Rate(10)
+    }
+}
+
+impl std::str::FromStr for Rate {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.strip_suffix("/s")
+            .and_then(|count| count.parse().ok())
+            .filter(|&count| count > 0)
+            .map(Rate)
+            .ok_or("a rate like 10/s")
+    }
+}
+
+#[derive(serde::Deserialize, Debug)]
+#[allow(dead_code)]
+struct Db {
+    url: String,
+    pool: u16,
+}
+
+/// Every kind of field that fails differently: parsed here (numbers,
+/// bools, enums, lists), by the type's own visitor (addresses), by a
+/// `with` module, by `FromStr` (which no stand-in fits: such a field needs
+/// a default for the load to look past it, see the crate docs), a nested
+/// struct.
+#[derive(serde::Deserialize, Debug)]
+#[allow(dead_code)]
+struct Mixed {
+    port: u16,
+    flag: bool,
+    #[serde(with = "seaworthy_config::duration")]
+    wait: std::time::Duration,
+    host: std::net::IpAddr,
+    mode: Mode,
+    #[serde(with = "seaworthy_config::from_str", default)]
+    rate: Rate,
+    #[serde(with = "seaworthy_config::from_str", default)]
+    burst_rate: Rate,
+    list: Vec<u16>,
+    db: Db,
+}
+
+/// Name, good value, bad value (`None`: this one can only be missing), and
+/// whether it has a default (then missing is no problem).
+const MIXED: [(&str, &str, Option<&str>, bool); 10] = [
+    ("APP_PORT", "8080", Some("http"), false),
+    ("APP_FLAG", "on", Some("perhaps"), false),
+    ("APP_WAIT", "5s", Some("later"), false),
+    ("APP_HOST", "::1", Some("localhost:x"), false),
+    ("APP_MODE", "slow", Some("medium"), false),
+    ("APP_RATE", "10/s", Some("0/s"), true),
+    ("APP_BURST_RATE", "5/s", Some("lots"), true),
+    ("APP_LIST", "1,2", Some("1,x"), false),
+    ("APP_DB__URL", "postgres://db", None, false),
+    ("APP_DB__POOL", "4", Some("many"), false),
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Whatever mix of kinds fails, every problem survives: one per broken
+    /// variable, named, and a misspelled variable's "did you mean" too.
+    #[test]
+    fn every_problem_survives_any_mix_of_failing_field_kinds(
+        broken in proptest::sample::subsequence((0..MIXED.len()).collect::<Vec<_>>(), 1..=MIXED.len()),
+        missing_mask in proptest::collection::vec(any::<bool>(), MIXED.len()),
+        misspelled in any::<bool>(),
+    ) {
+        let mut variables = Vec::new();
+        let mut expected = Vec::new();
+        for (index, (name, good, bad, default)) in MIXED.iter().enumerate() {
+            if !broken.contains(&index) {
+                variables.push(((*name).to_owned(), (*good).to_owned()));
+                continue;
+            }
+            match bad.filter(|_| !missing_mask[index]) {
+                Some(bad) => {
+                    variables.push(((*name).to_owned(), (*bad).to_owned()));
+                    expected.push((*name).to_owned());
+                }
+                None if *default => {}
+                None => expected.push((*name).to_owned()),
+            }
+        }
+        if misspelled {
+            variables.push(("APP_PROT".to_owned(), "1".to_owned()));
+            expected.push("APP_PROT".to_owned());
+        }
+        if expected.is_empty() {
+            prop_assert!(Loader::new("APP_").from_iter(variables).load::<Mixed>().is_ok());
+            return Ok(());
+        }
+        let err = Loader::new("APP_").from_iter(variables).load::<Mixed>().unwrap_err();
+        let mut named: Vec<String> =
+            err.problems().iter().map(|problem| problem.variable().to_owned()).collect();
+        named.sort();
+        expected.sort();
+        prop_assert_eq!(&named, &expected, "{}", err);
+        if misspelled {
+            prop_assert!(err.to_string().contains("did you mean APP_PORT"), "{}", err);
+        }
+        // Never a value, and never a garbled expectation.
+        let text = err.to_string();
+        for secret in ["perhaps", "localhost:x", "lots", "many"] {
+            prop_assert!(!text.contains(secret), "{}", text);
+        }
+        prop_assert!(!text.contains("[redacted]"), "{}", text);
+    }
+}
