@@ -661,3 +661,60 @@ fn every_bad_variable_is_named_at_once_whatever_kind_of_value_it_is() {
         child.output()
     );
 }
+
+#[test]
+fn an_http2_peer_that_never_opens_its_window_is_cut_after_the_write_timeout() {
+    use std::time::{Duration, Instant};
+    let (child, addr) = Child::production(&[("WRITE_TIMEOUT", "1s"), ("MAX_BODY", "2MiB")]);
+    let runtime = seaworthy_tests::runtime();
+    let before = seaworthy_tests::rss(child.pid());
+    // Two connections, each 50 streams POSTing 1 MiB to /echo, with a
+    // stream window of 0: the server may send headers, never data.
+    let (held, ended) = runtime.block_on(async {
+        let mut responses = Vec::new();
+        let mut connections = Vec::new();
+        for _ in 0..2 {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut client, connection) = h2::client::Builder::new()
+                .initial_window_size(0)
+                .handshake::<_, bytes::Bytes>(tcp)
+                .await
+                .unwrap();
+            connections.push(tokio::spawn(connection));
+            for _ in 0..50 {
+                client = client.ready().await.unwrap();
+                let request = http::Request::post("http://x/echo").body(()).unwrap();
+                let (response, mut send) = client.send_request(request, false).unwrap();
+                send.send_data(bytes::Bytes::from(vec![b'x'; 1 << 20]), true)
+                    .unwrap();
+                responses.push(response);
+            }
+        }
+        // Every response head comes (headers need no window)...
+        for response in &mut responses {
+            let head = tokio::time::timeout(Duration::from_secs(20), response).await;
+            assert!(
+                matches!(head, Ok(Ok(ref r)) if r.status() == 200),
+                "{head:?}"
+            );
+        }
+        let held = seaworthy_tests::rss(child.pid()).saturating_sub(before);
+        // ...then both connections are cut, well before the 75 s keep-alive.
+        let started = Instant::now();
+        for connection in connections {
+            let end = tokio::time::timeout(Duration::from_secs(20), connection).await;
+            assert!(
+                end.is_ok(),
+                "an HTTP/2 connection with shut windows was not cut"
+            );
+        }
+        (held, started.elapsed())
+    });
+    let after = seaworthy_tests::rss(child.pid()).saturating_sub(before);
+    eprintln!(
+        "RSS above the start: {} MiB while held, {} MiB after the cut ({ended:?} after the heads)",
+        held >> 20,
+        after >> 20
+    );
+    assert!(ended < Duration::from_secs(10), "{ended:?}");
+}

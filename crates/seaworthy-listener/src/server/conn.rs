@@ -95,6 +95,7 @@ pub(crate) async fn serve<S, B>(
     let mut closing = pin!(signals.closing.cancelled());
     let mut cut = pin!(signals.cut.cancelled());
     let mut retirement = pin!(state.retire.notified());
+    let mut body_waits = pin!(state.body_waits.notified());
     let mut timer = pin!(sleep_until(state.started));
     let mut registered = false;
     let idle_limit = |close_idle: bool| {
@@ -150,9 +151,28 @@ pub(crate) async fn serve<S, B>(
                     conn.as_mut().graceful_shutdown();
                 }
             }
+            // An HTTP/2 response body that has waited the write timeout
+            // for the connection to take its next chunk: the peer keeps its
+            // flow-control window shut. Cut: what the streams hold is freed.
+            // (HTTP/1, and a peer that stops reading the socket, fail in the
+            // I/O's own write timeout.)
+            if body_waits.as_mut().poll(&mut ccx).is_ready() {
+                body_waits.set(state.body_waits.notified());
+                let _ = body_waits.as_mut().poll(&mut ccx);
+            }
+            let write_limit = millis(config.write_timeout);
+            let stalled_since = state.oldest_waiting_body();
+            if stalled_since.is_some_and(|since| state.now_ms() >= since + write_limit) {
+                state
+                    .write_timed_out
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                state.close_hard();
+                return Poll::Ready(End::WriteTimeout);
+            }
             // The next moment something may be due: the idle limit, the max
-            // age. While a request is in flight or a head arrives, look again
-            // after the idle limit. (The I/O times request heads itself.)
+            // age, a waiting body's write timeout. While a request is in
+            // flight or a head arrives, look again after the idle limit.
+            // (The I/O times request heads itself.)
             let idle_limit = idle_limit(close_idle);
             let now = state.now_ms();
             let due = state
@@ -161,6 +181,9 @@ pub(crate) async fn serve<S, B>(
             let mut wake = state.at(due.max(now + 1));
             if let Some(at) = max_age_at.filter(|_| !retired) {
                 wake = wake.min(at);
+            }
+            if let Some(since) = stalled_since {
+                wake = wake.min(state.at(since + write_limit));
             }
             if timer.deadline() != wake || timer.is_elapsed() {
                 timer.as_mut().reset(wake);

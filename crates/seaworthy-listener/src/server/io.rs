@@ -40,6 +40,13 @@ pub(crate) struct ConnState {
     pub(crate) write_timed_out: AtomicBool,
     /// Wakes the connection task to retire an HTTP/2 connection.
     pub(crate) retire: Notify,
+    /// HTTP/2 response bodies that gave data and have more, waiting for
+    /// the connection to take the next (it takes it as the peer's
+    /// flow-control window allows): body id → since when, in ms.
+    waiting_bodies: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+    next_body: AtomicU64,
+    /// Wakes the connection task when a body starts waiting.
+    pub(crate) body_waits: Notify,
     /// The process's shutdown: once triggered, every HTTP/1 response closes
     /// its connection, from the very next one on.
     shutdown: ShutdownToken,
@@ -62,6 +69,9 @@ impl ConnState {
             header_timed_out: AtomicBool::new(false),
             write_timed_out: AtomicBool::new(false),
             retire: Notify::new(),
+            waiting_bodies: std::sync::Mutex::default(),
+            next_body: AtomicU64::new(0),
+            body_waits: Notify::new(),
         }
     }
 
@@ -124,6 +134,40 @@ impl ConnState {
             return None;
         }
         Some(self.last_io.load(Relaxed))
+    }
+
+    /// An id for an HTTP/2 response body.
+    pub(crate) fn body_id(&self) -> u64 {
+        self.next_body.fetch_add(1, Relaxed)
+    }
+
+    fn bodies(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, u64>> {
+        self.waiting_bodies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Body `id` gave data and has more: it waits for the connection.
+    pub(crate) fn body_waiting(&self, id: u64) {
+        let now = self.now_ms();
+        let first = {
+            let mut bodies = self.bodies();
+            bodies.insert(id, now);
+            bodies.len() == 1
+        };
+        if first {
+            self.body_waits.notify_one();
+        }
+    }
+
+    /// Body `id` was polled again (or is gone).
+    pub(crate) fn body_resumed(&self, id: u64) {
+        self.bodies().remove(&id);
+    }
+
+    /// Since when the longest-waiting response body has waited, if any.
+    pub(crate) fn oldest_waiting_body(&self) -> Option<u64> {
+        self.bodies().values().min().copied()
     }
 
     /// Whether the client has not sent a single byte yet.

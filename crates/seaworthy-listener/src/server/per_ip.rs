@@ -121,9 +121,11 @@ fn key(ip: IpAddr) -> u128 {
 pub(crate) fn descriptor_limit() -> Option<u64> {
     #[cfg(unix)]
     {
+        // `rlim_t` is unsigned on Linux and macOS, signed on the BSDs.
+        #[allow(clippy::useless_conversion)]
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
             .ok()
-            .map(|(soft, _hard)| soft)
+            .and_then(|(soft, _hard)| u64::try_from(soft).ok())
     }
     #[cfg(not(unix))]
     {
