@@ -308,6 +308,28 @@ const HEALTH_CONNECTIONS: usize = 64;
 /// The most `MAX_CONNECTIONS` may say: far above any descriptor limit.
 const MAX_CONNECTIONS: usize = 1_000_000;
 
+/// A serve loop as a critical task: if it ever ends by a panic, the process
+/// shuts down and exits 1 instead of keeping the port with nobody accepting.
+fn spawn_serving(
+    shutdown: &Shutdown,
+    name: &'static str,
+    serving: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    shutdown.spawn_critical(name, async move {
+        serving.await;
+        Ok::<_, std::convert::Infallible>(())
+    });
+}
+
+/// A listener error with the operating system's reason.
+fn with_cause(err: &seaworthy::listener::Error) -> String {
+    let cause = err
+        .io_error()
+        .map(|io| format!(": {io}"))
+        .unwrap_or_default();
+    format!("{err}{cause}")
+}
+
 /// `TRUSTED_PROXIES` as the layers take it.
 fn trusted_proxies(settings: &Settings) -> TrustedProxies {
     TrustedProxies::new(
@@ -520,11 +542,7 @@ async fn main() -> ExitCode {
     let listener = match upgrader.listener("http", Bind::tcp(addr)) {
         Ok(listener) => listener,
         Err(err) => {
-            let cause = err
-                .io_error()
-                .map(|io| format!(": {io}"))
-                .unwrap_or_default();
-            eprintln!("{err}{cause}");
+            eprintln!("{}", with_cause(&err));
             return ExitCode::from(EX_UNAVAILABLE);
         }
     };
@@ -533,11 +551,7 @@ async fn main() -> ExitCode {
             match upgrader.listener("health", Bind::tcp(SocketAddr::new(settings.host, port))) {
                 Ok(listener) => Some(listener),
                 Err(err) => {
-                    let cause = err
-                        .io_error()
-                        .map(|io| format!(": {io}"))
-                        .unwrap_or_default();
-                    eprintln!("HEALTH_PORT: {err}{cause}");
+                    eprintln!("HEALTH_PORT: {}", with_cause(&err));
                     return ExitCode::from(EX_UNAVAILABLE);
                 }
             }
@@ -604,19 +618,11 @@ async fn main() -> ExitCode {
             probes_only(probes.clone(), &settings),
             shutdown.token(),
         );
-        shutdown.spawn_critical("health-http", async move {
-            serving.await;
-            Ok::<_, std::convert::Infallible>(())
-        });
+        spawn_serving(&shutdown, "health-http", serving);
         tracing::info!(%addr, "health probes on their own port");
     }
-    // Critical: if the serve loop ever ends by a panic, the process shuts
-    // down and exits 1 instead of keeping the port with nobody accepting.
     let serving = server.serve(listener, app(probes, &settings), shutdown.token());
-    shutdown.spawn_critical("http", async move {
-        serving.await;
-        Ok::<_, std::convert::Infallible>(())
-    });
+    spawn_serving(&shutdown, "http", serving);
 
     // Ready means readiness passes, not merely bound: only then does an
     // upgrade's old process stop accepting.

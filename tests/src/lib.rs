@@ -254,6 +254,26 @@ impl Child {
     }
 }
 
+/// A private directory for one test, removed at its end.
+#[derive(Debug)]
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `seaworthy-NAME-PID` in the system's temporary directory, empty.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("seaworthy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("the temporary directory can be made");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// The resident memory of process `pid`, in bytes (`VmRSS`).
 pub fn rss(pid: u32) -> u64 {
     let status =

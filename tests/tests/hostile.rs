@@ -2,27 +2,8 @@
 //! day, each against the flagship: every test here failed before its fix.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::PathBuf;
 
-use seaworthy_tests::{Child, GENEROUS};
-
-/// A private directory for one test, removed at its end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("seaworthy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use seaworthy_tests::{Child, GENEROUS, TempDir};
 
 #[test]
 fn an_upgrade_socket_path_that_is_not_our_socket_is_refused_and_left_untouched() {

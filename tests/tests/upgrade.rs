@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use seaworthy_tests::load::{Load, Mode, Tally};
 use seaworthy_tests::{
-    Adopted, Child, GENEROUS, Signal, example_path, fd_count, is_gone, listening_addr,
+    Adopted, Child, GENEROUS, Signal, TempDir, example_path, fd_count, is_gone, listening_addr,
     listening_pid, runtime, signal, wait_gone,
 };
 
@@ -26,24 +26,6 @@ const ENV: [(&str, &str); 4] = [
     ("SHUTDOWN_DRAIN_DELAY", "0s"),
     ("RUST_LOG", "info"),
 ];
-
-/// A private directory for one test, removed at its end.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("seaworthy-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Starts `program` (the flagship or a copy) with the test settings and
 /// `env`; waits for its `listening on` line.

@@ -125,34 +125,17 @@ impl Loader {
             match (result, failure) {
                 (Ok(value), _) => {
                     problems.extend(found.into_iter().map(|(_, problem)| problem));
-                    problems.extend(ctx.problems.into_inner());
-                    if !self.prefix.is_empty() {
-                        problems.extend(unknown(
-                            &self.prefix,
-                            &vars,
-                            &root,
-                            &ctx.structs.into_inner(),
-                        ));
-                    }
+                    problems.extend(self.last_pass(ctx, &vars, &root));
                     return finish(value, problems);
                 }
                 (Err(_), Some(failure)) => {
-                    let pass_problems = ctx.problems.into_inner();
                     let path = failure.path().to_vec();
                     if excluded.contains(&path) {
                         // A field left out that has no default: serde says
                         // so once it has read every other field, so this
                         // pass saw all the rest.
                         problems.extend(found.into_iter().map(|(_, problem)| problem));
-                        problems.extend(pass_problems);
-                        if !self.prefix.is_empty() {
-                            problems.extend(unknown(
-                                &self.prefix,
-                                &vars,
-                                &root,
-                                &ctx.structs.into_inner(),
-                            ));
-                        }
+                        problems.extend(self.last_pass(ctx, &vars, &root));
                         return finish_err(problems);
                     }
                     if let Some(index) = stand_ins.get_mut(&path) {
@@ -190,6 +173,16 @@ impl Loader {
         }
         problems.extend(found.into_iter().map(|(_, problem)| problem));
         finish_err(problems)
+    }
+
+    /// The problems of the pass that ends the load: what it recorded, and
+    /// (with a prefix) the variables no field asked for.
+    fn last_pass(&self, ctx: Ctx<'_>, vars: &[Var], root: &crate::de::Node) -> Vec<Problem> {
+        let mut problems = ctx.problems.into_inner();
+        if !self.prefix.is_empty() {
+            problems.extend(unknown(&self.prefix, vars, root, &ctx.structs.into_inner()));
+        }
+        problems
     }
 
     fn problem(&self, vars: &[Var], failure: Failure) -> Problem {
