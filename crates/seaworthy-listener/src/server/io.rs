@@ -6,7 +6,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use seaworthy_shutdown::{DrainGuard, ShutdownToken};
@@ -218,6 +218,25 @@ impl ConnState {
     }
 }
 
+/// Polls a timer kept for `deadline`, created on first use and moved when
+/// the deadline moves, on the caller's waker.
+fn poll_deadline(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let timer = match timer {
+        Some(timer) => {
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            timer
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    };
+    timer.as_mut().poll(cx)
+}
+
 /// The stream as hyper sees it.
 pub(crate) struct ConnIo {
     stream: Option<Stream>,
@@ -267,20 +286,7 @@ impl ConnIo {
             return Poll::Pending;
         };
         let deadline = self.state.at(since) + self.header_read_timeout;
-        let timer = match &mut self.head_timer {
-            Some(timer) => {
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => self
-                .head_timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        if timer.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
+        ready!(poll_deadline(&mut self.head_timer, deadline, cx));
         self.state.header_timed_out.store(true, Relaxed);
         self.state.close_hard();
         Poll::Ready(Err(io::Error::new(
@@ -308,20 +314,7 @@ impl ConnIo {
             Poll::Pending => {
                 let since = *self.write_blocked_since.get_or_insert_with(Instant::now);
                 let deadline = since + self.write_timeout;
-                let timer = match &mut self.write_timer {
-                    Some(timer) => {
-                        if timer.deadline() != deadline {
-                            timer.as_mut().reset(deadline);
-                        }
-                        timer
-                    }
-                    None => self
-                        .write_timer
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
+                ready!(poll_deadline(&mut self.write_timer, deadline, cx));
                 self.state.write_timed_out.store(true, Relaxed);
                 self.state.close_hard();
                 Poll::Ready(Err(io::Error::new(
