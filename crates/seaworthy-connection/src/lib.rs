@@ -74,11 +74,6 @@ impl Addr {
             Addr::Unix(_) => None,
         }
     }
-
-    /// Whether this is a Unix domain socket address.
-    pub fn is_unix(&self) -> bool {
-        !matches!(self, Addr::Tcp(_))
-    }
 }
 
 impl fmt::Display for Addr {
