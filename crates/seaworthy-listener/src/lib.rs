@@ -63,6 +63,7 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` | `axum::serve::Listener` for [`Listener`], `Connected` for [`Addr`], and axum's `ConnectInfo<SocketAddr>` in every request [`Server`] serves |
+//! | `tls` | TLS termination with rustls ([`tls`]): certificates from PEM files by SNI, checked before they are served, reloaded on change; a handshake timeout and limit; mutual TLS; an HTTP-to-HTTPS redirect |
 //!
 //! # Start-up order
 //!
@@ -148,6 +149,9 @@ mod server;
 mod sys;
 #[cfg(unix)]
 pub mod systemd;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 #[cfg(unix)]
 pub mod upgrade;
 
@@ -156,5 +160,5 @@ pub use error::Error;
 pub use listener::{Listener, Source, Stream};
 /// The facts of a connection, from the leaf crate the layers share.
 #[doc(inline)]
-pub use seaworthy_connection::{Addr, ConnectionInfo};
+pub use seaworthy_connection::{Addr, ConnectionInfo, TlsInfo};
 pub use server::{Counters, CountersSnapshot, Server};

@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until};
 use tower_service::Service;
 
-use super::io::{ConnIo, ConnState};
+use super::io::{ConnIo, ConnState, Transport};
 use super::service::ConnService;
 use super::{BoxError, Shared};
 use crate::{Addr, ConnectionInfo, Stream};
@@ -53,8 +53,34 @@ pub(crate) async fn serve<S, B>(
 {
     let config = &shared.config;
     let signals = &shared.signals;
+    let local = stream.local_addr().ok();
+    #[cfg(feature = "tls")]
+    let (stream, info) = match &config.tls {
+        None => (
+            Transport::Plain(stream),
+            ConnectionInfo::new(peer.clone(), local, false),
+        ),
+        Some(tls) => match tls.accept(stream, &signals.cut).await {
+            Ok((stream, tls_info)) => {
+                shared.counters.tls_handshake();
+                (
+                    Transport::Tls(Box::new(stream)),
+                    ConnectionInfo::new(peer.clone(), local, true).with_tls(tls_info),
+                )
+            }
+            Err(err) => {
+                handshake_failed(&shared, &peer, err);
+                shared.counters.closed();
+                return;
+            }
+        },
+    };
+    #[cfg(not(feature = "tls"))]
+    let (stream, info) = (
+        Transport::Plain(stream),
+        ConnectionInfo::new(peer.clone(), local, false),
+    );
     let state = Arc::new(ConnState::new(shared.token.clone()));
-    let info = ConnectionInfo::new(peer.clone(), stream.local_addr().ok(), false);
     let service = ConnService {
         inner: shared.service.clone(),
         state: Arc::clone(&state),
@@ -228,6 +254,24 @@ pub(crate) async fn serve<S, B>(
     shared.counters.closed();
     drop(permit);
     drop(place);
+}
+
+/// Counts and logs (at debug: a port scan must not flood the logs) a TLS
+/// handshake that did not complete.
+#[cfg(feature = "tls")]
+fn handshake_failed<S>(shared: &Shared<S>, peer: &Addr, err: crate::tls::HandshakeError) {
+    use crate::tls::HandshakeError;
+    match err {
+        HandshakeError::TimedOut => {
+            shared.counters.tls_handshake_timeout();
+            tracing::debug!(%peer, "TLS handshake not completed within the handshake timeout; closed");
+        }
+        HandshakeError::Cut => shared.counters.closed_at_deadline(),
+        HandshakeError::Failed(err) => {
+            shared.counters.tls_handshake_failure();
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+        }
+    }
 }
 
 /// A waker for the connection's rare events: marks that they need a look,

@@ -19,6 +19,9 @@ struct Cells {
     accept_errors: AtomicU64,
     refused_per_ip: AtomicU64,
     write_timeouts: AtomicU64,
+    tls_handshakes: AtomicU64,
+    tls_handshake_failures: AtomicU64,
+    tls_handshake_timeouts: AtomicU64,
 }
 
 /// The values of [`Counters`] at one moment.
@@ -46,6 +49,13 @@ pub struct CountersSnapshot {
     /// Connections cut because the peer read nothing of a response within
     /// the [write timeout](crate::Server::write_timeout).
     pub write_timeouts: u64,
+    /// TLS handshakes completed.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that failed: not TLS, a version or suite not offered,
+    /// no valid client certificate, or the client went away.
+    pub tls_handshake_failures: u64,
+    /// TLS handshakes not finished within the handshake timeout.
+    pub tls_handshake_timeouts: u64,
 }
 
 impl Counters {
@@ -63,6 +73,9 @@ impl Counters {
             accept_errors: c.accept_errors.load(Relaxed),
             refused_per_ip: c.refused_per_ip.load(Relaxed),
             write_timeouts: c.write_timeouts.load(Relaxed),
+            tls_handshakes: c.tls_handshakes.load(Relaxed),
+            tls_handshake_failures: c.tls_handshake_failures.load(Relaxed),
+            tls_handshake_timeouts: c.tls_handshake_timeouts.load(Relaxed),
         }
     }
 
@@ -72,6 +85,21 @@ impl Counters {
 
     pub(crate) fn write_timeout(&self) {
         self.cells.write_timeouts.fetch_add(1, Relaxed);
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_handshake(&self) {
+        self.cells.tls_handshakes.fetch_add(1, Relaxed);
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_handshake_failure(&self) {
+        self.cells.tls_handshake_failures.fetch_add(1, Relaxed);
+    }
+
+    #[cfg(feature = "tls")]
+    pub(crate) fn tls_handshake_timeout(&self) {
+        self.cells.tls_handshake_timeouts.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn refused_per_ip(&self) {

@@ -17,6 +17,87 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Stream;
 
+/// A connection's byte stream: plain, or TLS over it.
+pub(crate) enum Transport {
+    Plain(Stream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::server::TlsStream<Stream>>),
+}
+
+macro_rules! transport {
+    ($this:expr, $io:ident => $call:expr) => {
+        match $this.get_mut() {
+            Transport::Plain($io) => {
+                let $io = Pin::new($io);
+                $call
+            }
+            #[cfg(feature = "tls")]
+            Transport::Tls($io) => {
+                let $io = Pin::new(&mut **$io);
+                $call
+            }
+        }
+    };
+}
+
+impl Transport {
+    /// Ends our side: FIN, after TLS's `close_notify` (sent within the
+    /// lingering read's time, by the caller's bound).
+    async fn close_write(&mut self) {
+        match self {
+            Transport::Plain(stream) => stream.shutdown_write(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(stream) => {
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut **stream).await;
+            }
+        }
+    }
+}
+
+impl AsyncRead for Transport {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        transport!(self, io => io.poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Transport {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        transport!(self, io => io.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        transport!(self, io => io.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Transport::Plain(stream) => stream.is_write_vectored(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(stream) => stream.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        transport!(self, io => io.poll_flush(cx))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        transport!(self, io => io.poll_shutdown(cx))
+    }
+}
+
 /// `ConnState::head_since` when no request head is being read.
 const NO_HEAD: u64 = u64::MAX;
 
@@ -239,7 +320,7 @@ fn poll_deadline(
 
 /// The stream as hyper sees it.
 pub(crate) struct ConnIo {
-    stream: Option<Stream>,
+    stream: Option<Transport>,
     state: Arc<ConnState>,
     header_read_timeout: Duration,
     /// Armed only while a request head is partly read.
@@ -256,7 +337,7 @@ pub(crate) struct ConnIo {
 
 impl ConnIo {
     pub(crate) fn new(
-        stream: Stream,
+        stream: Transport,
         state: Arc<ConnState>,
         timeouts: (Duration, Duration),
         linger: Duration,
@@ -325,7 +406,7 @@ impl ConnIo {
         }
     }
 
-    fn stream(&mut self) -> Pin<&mut Stream> {
+    fn stream(&mut self) -> Pin<&mut Transport> {
         Pin::new(
             self.stream
                 .as_mut()
@@ -435,13 +516,13 @@ const IDLE_LINGER: Duration = Duration::from_millis(250);
 /// close with unread input would send RST, which can destroy a response the
 /// client has not read yet.
 async fn linger(
-    mut stream: Stream,
+    mut stream: Transport,
     linger: Duration,
     cut: CancellationToken,
     guard: Option<DrainGuard>,
 ) {
-    stream.shutdown_write();
     let drain = async {
+        stream.close_write().await;
         let mut sink = [0_u8; 1024];
         while let Ok(1..) = stream.read(&mut sink).await {}
     };

@@ -121,6 +121,8 @@ pub(crate) struct Config {
     pub(crate) jitter: f64,
     pub(crate) idle_grace: Duration,
     pub(crate) linger: Duration,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::Tls>,
 }
 
 impl Default for Server {
@@ -141,6 +143,8 @@ impl Default for Server {
                 jitter: 0.1,
                 idle_grace: Duration::from_millis(250),
                 linger: Duration::from_secs(2),
+                #[cfg(feature = "tls")]
+                tls: None,
             },
             counters: Counters::default(),
         }
@@ -283,6 +287,18 @@ impl Server {
     /// reset) and not at all if it is HTTP/1.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.config.linger = linger;
+        self
+    }
+
+    /// Terminates TLS on every connection with `tls` (see [`crate::tls`]):
+    /// the handshake, within its timeout and limit, runs on the
+    /// connection's own task, then HTTP/1.1 or HTTP/2 (by ALPN) is served
+    /// over it. Requests' [`ConnectionInfo`](crate::ConnectionInfo) say
+    /// TLS and carry what the handshake settled.
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, tls: crate::tls::Tls) -> Self {
+        self.config.tls = Some(tls);
         self
     }
 

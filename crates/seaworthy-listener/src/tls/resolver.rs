@@ -1,0 +1,96 @@
+//! The certificate in force, chosen by SNI, swapped whole on reload.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+use super::certs::Loaded;
+
+/// The certificates of one reload: the first pair is the default, the
+/// others answer the names they cover.
+#[derive(Debug)]
+pub(crate) struct CertSet {
+    pub(crate) loaded: Vec<Loaded>,
+    exact: HashMap<String, usize>,
+    /// `*.example.com` → by `example.com`.
+    wildcard: HashMap<String, usize>,
+}
+
+impl CertSet {
+    pub(crate) fn new(loaded: Vec<Loaded>) -> Self {
+        assert!(!loaded.is_empty(), "a certificate set has a default");
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        for (index, pair) in loaded.iter().enumerate() {
+            for name in &pair.names {
+                // The first pair that names a host answers for it.
+                match name.strip_prefix("*.") {
+                    Some(suffix) => wildcard.entry(suffix.to_owned()).or_insert(index),
+                    None => exact.entry(name.clone()).or_insert(index),
+                };
+            }
+        }
+        CertSet {
+            loaded,
+            exact,
+            wildcard,
+        }
+    }
+
+    /// The pair for `name`: the one naming it exactly, else by wildcard,
+    /// else the default.
+    pub(crate) fn find(&self, name: Option<&str>) -> &Arc<CertifiedKey> {
+        let index = name
+            .map(|name| name.trim_end_matches('.').to_ascii_lowercase())
+            .and_then(|name| {
+                self.exact.get(&name).copied().or_else(|| {
+                    let (_, parent) = name.split_once('.')?;
+                    self.wildcard.get(parent).copied()
+                })
+            })
+            .unwrap_or(0);
+        &self.loaded[index].key
+    }
+
+    /// Whether `other` holds the same bytes as this set.
+    pub(crate) fn same_contents(&self, other: &[Loaded]) -> bool {
+        self.loaded.len() == other.len()
+            && self
+                .loaded
+                .iter()
+                .zip(other)
+                .all(|(a, b)| a.contents == b.contents)
+    }
+}
+
+/// rustls asks it for the certificate of each handshake: one atomic load,
+/// no lock. A reload stores a new [`CertSet`]; the `ServerConfig` around it,
+/// with its session cache and ticketer, stays.
+pub(crate) struct Resolver {
+    pub(crate) set: ArcSwap<CertSet>,
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let set = self.set.load();
+        f.debug_struct("Resolver")
+            .field(
+                "names",
+                &set.loaded
+                    .iter()
+                    .map(|pair| &pair.names)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ResolvesServerCert for Resolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(self.set.load().find(hello.server_name())))
+    }
+}

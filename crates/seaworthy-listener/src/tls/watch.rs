@@ -1,0 +1,172 @@
+//! Reloading when the certificate files change.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use notify::Watcher;
+use seaworthy_shutdown::{Phase, ShutdownToken};
+use tokio::sync::Notify;
+
+use super::{Tls, certs, load_all, lock};
+
+/// How long the files must stay quiet before a reload: a certificate and
+/// key written one after the other are read together.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+/// The longest a stream of changes delays a reload.
+const DEBOUNCE_MAX: Duration = Duration::from_secs(2);
+
+impl Tls {
+    /// Reloads whenever the certificate or key files change, until the
+    /// shutdown behind `token` reaches [`Closing`](Phase::Closing). Spawn
+    /// it: `shutdown.spawn("tls-watch", tls.clone().watch(shutdown.token()))`.
+    ///
+    /// Watches the files' parent directories (inotify on Linux), so that a
+    /// file replaced by a rename, or a Kubernetes secret whose `..data`
+    /// link is swapped, is seen; reloads once changes have been quiet for
+    /// 250 ms; and looks at the files every
+    /// [`poll_interval`](super::TlsConfig::poll_interval) as well. A change
+    /// whose bytes equal the pair in force (a `touch`) reloads nothing; a
+    /// pair refused by the gate is logged once, not on every look, and
+    /// retried when the files change again.
+    pub async fn watch(self, token: ShutdownToken) {
+        let changed = Arc::new(Notify::new());
+        let _watcher = self.watch_directories(&changed);
+        let mut poll = tokio::time::interval(self.inner.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        poll.tick().await;
+        let mut closing = std::pin::pin!(token.reached(Phase::Closing));
+        loop {
+            tokio::select! {
+                () = &mut closing => return,
+                () = changed.notified() => {
+                    let started = tokio::time::Instant::now();
+                    loop {
+                        tokio::select! {
+                            () = changed.notified() => {
+                                if started.elapsed() >= DEBOUNCE_MAX {
+                                    break;
+                                }
+                            }
+                            () = tokio::time::sleep(DEBOUNCE) => break,
+                        }
+                    }
+                    self.reload_if_changed();
+                }
+                _ = poll.tick() => self.reload_if_changed(),
+            }
+        }
+    }
+
+    /// A watch of every directory holding a file, notifying `changed`; `None`
+    /// (logged) when the platform's watch cannot start: polling goes on.
+    fn watch_directories(&self, changed: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+        let directories: BTreeSet<PathBuf> = self
+            .inner
+            .pairs
+            .iter()
+            .flat_map(|(cert, key)| [parent(cert), parent(key)])
+            .collect();
+        let notify = Arc::clone(changed);
+        let mut watcher = match notify::recommended_watcher(move |event: notify::Result<_>| {
+            let _: notify::Event = match event {
+                Ok(event) => event,
+                Err(_) => return,
+            };
+            notify.notify_one();
+        }) {
+            Ok(watcher) => watcher,
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    every = ?self.inner.poll_interval,
+                    "cannot watch the TLS files' directories; looking at them periodically instead"
+                );
+                return None;
+            }
+        };
+        for directory in &directories {
+            if let Err(err) = watcher.watch(directory, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!(
+                    directory = %directory.display(),
+                    error = %err,
+                    every = ?self.inner.poll_interval,
+                    "cannot watch a TLS directory; looking at it periodically instead"
+                );
+            }
+        }
+        tracing::debug!(?directories, "watching the TLS files");
+        Some(watcher)
+    }
+
+    /// Reloads if the files' bytes differ from the pair in force and from
+    /// the pair last refused.
+    fn reload_if_changed(&self) {
+        let Ok(contents) = self.read_contents() else {
+            // A file missing for a moment (mid-swap) or unreadable: the gate
+            // says why when it is worth saying, on the next real reload.
+            return self.reload_quietly();
+        };
+        let set = self.inner.resolver.set.load();
+        let current: Vec<u8> = set
+            .loaded
+            .iter()
+            .flat_map(|pair| pair.contents.iter().copied())
+            .collect();
+        if contents == current {
+            return;
+        }
+        if lock(&self.inner.refused_contents).as_deref() == Some(contents.as_slice()) {
+            return;
+        }
+        let _one = lock(&self.inner.reload_lock);
+        match load_all(
+            &self.inner.pairs,
+            &self.inner.gate,
+            &self.inner.provider,
+            SystemTime::now(),
+        ) {
+            Ok(loaded) => {
+                self.swap(loaded);
+            }
+            Err(err) => self.refused(&err, Some(contents)),
+        }
+    }
+
+    /// A reload attempt whose failure, if it repeats the last one, is not
+    /// logged again.
+    fn reload_quietly(&self) {
+        let last = lock(&self.inner.last_error).clone();
+        let _one = lock(&self.inner.reload_lock);
+        match load_all(
+            &self.inner.pairs,
+            &self.inner.gate,
+            &self.inner.provider,
+            SystemTime::now(),
+        ) {
+            Ok(loaded) => {
+                self.swap(loaded);
+            }
+            Err(err) if last.as_deref() == Some(err.to_string().as_str()) => {}
+            Err(err) => self.refused(&err, None),
+        }
+    }
+
+    /// Every file's bytes, in the order the pairs keep them.
+    fn read_contents(&self) -> Result<Vec<u8>, super::Error> {
+        let mut contents = Vec::new();
+        for (cert, key) in &self.inner.pairs {
+            contents.extend(certs::read_capped(cert, "certificate")?);
+            contents.extend(certs::read_capped(key, "key")?);
+        }
+        Ok(contents)
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
