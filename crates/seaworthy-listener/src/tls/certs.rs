@@ -80,7 +80,7 @@ pub(crate) fn read_certificates(
         return Err(Error::file(
             what,
             path,
-            "holds no certificate (no `-----BEGIN CERTIFICATE-----` block)".to_owned(),
+            "holds no certificate (no PEM CERTIFICATE block)".to_owned(),
         ));
     }
     Ok((chain, bytes))
@@ -110,6 +110,10 @@ pub(crate) fn load_pair(
             format!("cannot be used as a signing key ({err})"),
         )
     })?;
+    // The chain first: a chain in the wrong order would otherwise be
+    // reported as a key that does not match.
+    let checked = check_chain(&chain, gate, now)
+        .map_err(|reason| Error::file("certificate", cert_path, reason))?;
     let certified = CertifiedKey::new(chain, signing);
     match certified.keys_match() {
         Ok(()) => {}
@@ -128,8 +132,6 @@ pub(crate) fn load_pair(
             ));
         }
     }
-    let checked = check_chain(&certified.cert, gate, now)
-        .map_err(|reason| Error::file("certificate", cert_path, reason))?;
     contents.extend_from_slice(&key_bytes);
     Ok(Loaded {
         key: Arc::new(certified),
