@@ -15,13 +15,15 @@
 //! | `RATE_LIMIT`, `RATE_LIMIT_BURST` | `100/min`, `20` | per client IP (`N/s`, `N/min`, `N/h`), 429 with `Retry-After` past it |
 //! | `TRUSTED_PROXIES` | (none) | comma-separated CIDRs whose `X-Forwarded-For` is believed (a `/0` block is warned about: it trusts the whole internet) |
 //! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | request body limit (413), handler timeout (504; more than 0s) |
-//! | `TLS_CERT`, `TLS_KEY` | (none) | HTTPS is not served yet: setting them stops the start rather than serve plain HTTP |
+//! | `TLS_CERT`, `TLS_KEY` | (none) | PEM files (the chain, the server's certificate first; its key): serve HTTPS (HTTP/1.1 and HTTP/2) on `PORT`; reloaded on SIGHUP and when the files change, a pair that fails the checks (half-written, mismatched, expired) is refused and the old one serves on |
+//! | `HTTP_REDIRECT_PORT` | (none) | with TLS: a plain-HTTP listener that answers every request with a 308 to the same URL on `https://` (no HSTS there) |
+//! | `TLS_CLIENT_CA` | (none) | with TLS: require client certificates signed by a CA in this PEM bundle (mutual TLS); the self-probe then needs `HEALTH_PORT` |
 //! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
-//! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it, and a new connection's first byte (at least 100ms) |
+//! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it, and a new connection's first byte, and with TLS its handshake (at least 100ms) |
 //! | `WRITE_TIMEOUT` | `30s` | a client that reads nothing of a response for it is cut, and the memory freed (nginx's `send_timeout`; at least 100ms) |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once (1 to 1000000); past it, accept waits |
 //! | `MAX_CONNECTIONS_PER_IP` | `256` | connections open at once from one client address (IPv6 by /64; `0`: no limit); at most half of `MAX_CONNECTIONS` and of the descriptor limit; `TRUSTED_PROXIES` are exempt |
-//! | `HEALTH_PORT` | (none) | the probes on a listener of their own as well (a pool of 64 connections): point Kubernetes there, and no flood of `PORT` can starve them |
+//! | `HEALTH_PORT` | (none) | the probes on a listener of their own as well (plain HTTP, a pool of 64 connections): point Kubernetes there, and no flood of `PORT` can starve them |
 //! | `UPGRADE_TIMEOUT` | `30s` | how long the new process of an upgrade has to become ready before it is killed |
 //! | `UPGRADE_SOCKET` | (none) | a Unix socket path: a new process started by a supervisor asks the running one there for its sockets (hand-off without exec); a path holding anything but this user's socket stops the start (78) and is left untouched |
 //!
@@ -42,13 +44,15 @@
 //! the IETF health+json format (details for loopback clients only).
 //! Readiness fails from the first signal; liveness passes until exit.
 //! Checks: the free space of the working directory's filesystem
-//! (non-critical, every 10 s), and Redis's host when `REDIS_URL` is set.
+//! (non-critical, every 10 s), Redis's host when `REDIS_URL` is set, and
+//! with TLS the certificates (`tls`: warns 14 days before expiry and while
+//! a reload is refused, days left observed).
 //!
 //! Signals: `SIGTERM`, `SIGINT` or `SIGQUIT` drain (a second forces, a third
-//! exits 130). `SIGHUP` re-reads and checks the configuration and never
-//! stops the server (a bad configuration is logged; settings apply at
-//! start, so an upgrade applies them); `SIGUSR1` and `SIGALRM` are logged
-//! and ignored.
+//! exits 130). `SIGHUP` reloads the TLS certificates, re-reads and checks
+//! the configuration, and never stops the server (a bad configuration or
+//! certificate is logged; other settings apply at start, so an upgrade
+//! applies them); `SIGUSR1` and `SIGALRM` are logged and ignored.
 //! `SIGUSR2` upgrades in place: the executable (the file at this process's
 //! path, so a deploy that replaced it starts the new version) is started
 //! with the listening socket, prints its own `listening on` line once its
@@ -84,6 +88,7 @@ use seaworthy::layers::{
     ClientIp, ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
     SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
 };
+use seaworthy::listener::tls::{HttpsRedirect, Tls, TlsConfig};
 use seaworthy::listener::upgrade::Upgrader;
 use seaworthy::listener::{Bind, Server};
 use seaworthy::shutdown::{Shutdown, Signal};
@@ -115,6 +120,8 @@ struct Settings {
     request_timeout: Duration,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    http_redirect_port: Option<u16>,
+    tls_client_ca: Option<PathBuf>,
     redis_url: Option<Secret<String>>,
     #[serde(with = "seaworthy::config::duration")]
     header_read_timeout: Duration,
@@ -142,6 +149,8 @@ impl Default for Settings {
             request_timeout: Duration::from_secs(30),
             tls_cert: None,
             tls_key: None,
+            http_redirect_port: None,
+            tls_client_ca: None,
             redis_url: None,
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
@@ -209,11 +218,15 @@ impl serde::Serialize for Cidr {
 /// never stops the server: a bad one is logged and the running settings
 /// stay); SIGUSR1 and SIGALRM mean nothing here and are logged. (SIGTERM,
 /// SIGINT and SIGQUIT drain; SIGUSR2 upgrades.)
-fn other_signals() -> std::io::Result<()> {
+fn other_signals(tls: Option<Tls>) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            // A refused pair is logged by the reload, and the old one serves on.
+            if let Some(Ok(changed)) = tls.as_ref().map(Tls::reload) {
+                tracing::info!(changed, "SIGHUP: TLS certificates reloaded");
+            }
             match Loader::new("").env_file(".env").load::<Settings>() {
                 Ok(settings) => match validate(&settings).0.as_slice() {
                     [] => tracing::info!(
@@ -253,12 +266,24 @@ fn other_signals() -> std::io::Result<()> {
 /// traps. Every problem at once, by variable; and Redis's `host:port`.
 fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
     let mut problems = Vec::new();
-    if settings.tls_cert.is_some() || settings.tls_key.is_some() {
+    match (&settings.tls_cert, &settings.tls_key) {
+        (Some(_), None) => problems.push("TLS_KEY: required with TLS_CERT".to_owned()),
+        (None, Some(_)) => problems.push("TLS_CERT: required with TLS_KEY".to_owned()),
+        _ => {}
+    }
+    let tls = settings.tls_cert.is_some() || settings.tls_key.is_some();
+    if !tls && settings.http_redirect_port.is_some() {
         problems.push(
-            "TLS_CERT, TLS_KEY: HTTPS is not served by this version yet; unset them (the \
-             server will not fall back to plain HTTP)"
-                .to_owned(),
+            "HTTP_REDIRECT_PORT: redirects to HTTPS, which needs TLS_CERT and TLS_KEY".to_owned(),
         );
+    }
+    if !tls && settings.tls_client_ca.is_some() {
+        problems.push("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY".to_owned());
+    }
+    if settings.http_redirect_port.is_some_and(|port| {
+        port != 0 && (port == settings.port || Some(port) == settings.health_port)
+    }) {
+        problems.push("HTTP_REDIRECT_PORT: must differ from PORT and HEALTH_PORT".to_owned());
     }
     let redis = match settings
         .redis_url
@@ -301,6 +326,30 @@ fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
     }
     (problems, redis)
 }
+
+/// The TLS settings, built and checked: `Err` names the variable at fault.
+fn tls(settings: &Settings) -> Result<Option<Tls>, String> {
+    let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+        return Ok(None);
+    };
+    // One knob for a new connection's first words: its TLS handshake, like
+    // its first request head, must arrive within HEADER_READ_TIMEOUT.
+    let mut config = TlsConfig::new(cert, key).handshake_timeout(settings.header_read_timeout);
+    if let Some(bundle) = &settings.tls_client_ca {
+        config = config.client_ca(bundle);
+    }
+    config.build().map(Some).map_err(|err| {
+        let variable = match err.path() {
+            Some(path) if path == key => "TLS_KEY",
+            Some(path) if Some(path) == settings.tls_client_ca.as_deref() => "TLS_CLIENT_CA",
+            _ => "TLS_CERT",
+        };
+        format!("{variable}: {err}")
+    })
+}
+
+/// Warn this long before the certificate expires.
+const TLS_WARN_BEFORE: Duration = Duration::from_secs(14 * 86_400);
 
 /// Connections the `HEALTH_PORT` listener takes at once: probes are few.
 const HEALTH_CONNECTIONS: usize = 64;
@@ -452,17 +501,123 @@ async fn slow(Query(params): Query<SlowParams>) -> String {
 }
 
 /// `healthcheck`: asks the running server's liveness probe, for Docker's
-/// `HEALTHCHECK` in an image without curl.
-fn healthcheck(addr: SocketAddr) -> ExitCode {
-    let ip = match addr.ip() {
+/// `HEALTHCHECK` in an image without curl: on `HEALTH_PORT` when set, else
+/// on `PORT`, over TLS when the server serves it.
+async fn healthcheck(settings: &Settings) -> ExitCode {
+    let ip = match settings.host {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    let url = format!("http://{}/health", SocketAddr::new(ip, addr.port()));
-    match seaworthy::health::probe(&url) {
-        0 => ExitCode::SUCCESS,
-        _ => ExitCode::FAILURE,
+    let healthy = match (settings.health_port, &settings.tls_cert) {
+        (None, Some(_)) => {
+            let addr = SocketAddr::new(ip, settings.port);
+            match https_probe(addr).await {
+                Ok(()) => true,
+                Err(err) => {
+                    let hint = if settings.tls_client_ca.is_some() {
+                        " (TLS_CLIENT_CA requires client certificates: set HEALTH_PORT for probes)"
+                    } else {
+                        ""
+                    };
+                    eprintln!("unhealthy: https://{addr}/health: {err}{hint}");
+                    false
+                }
+            }
+        }
+        (port, _) => {
+            let addr = SocketAddr::new(ip, port.unwrap_or(settings.port));
+            seaworthy::health::probe(&format!("http://{addr}/health")) == 0
+        }
+    };
+    if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `GET /health` over TLS to this machine's own server, within 5 s. The
+/// certificate is not checked against a name (it names the public host,
+/// not 127.0.0.1): this asks whether the server is alive, over a loopback
+/// connection nobody else can stand in for; the handshake's signatures
+/// are still verified.
+async fn https_probe(addr: SocketAddr) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(Loopback(provider)))
+        .with_no_client_auth();
+    let ask = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await?;
+        let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+        let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = [0_u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<_, std::io::Error>(head)
+    };
+    let head = tokio::time::timeout(Duration::from_secs(5), ask).await??;
+    if head.starts_with(b"HTTP/1.1 2") {
+        Ok(())
+    } else {
+        Err(format!("answered {}", String::from_utf8_lossy(&head[9..])).into())
+    }
+}
+
+/// The self-probe's certificate check: signatures verified, names not (see
+/// [`https_probe`]).
+#[derive(Debug)]
+struct Loopback(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for Loopback {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -479,7 +634,7 @@ async fn main() -> ExitCode {
     };
     let addr = SocketAddr::new(settings.host, settings.port);
     match std::env::args().nth(1).as_deref() {
-        Some("healthcheck") => return healthcheck(addr),
+        Some("healthcheck") => return healthcheck(&settings).await,
         Some("--print-config") => {
             print!("{}", loader.explain(&settings));
             return ExitCode::SUCCESS;
@@ -496,6 +651,15 @@ async fn main() -> ExitCode {
         }
         return ExitCode::from(EX_CONFIG);
     }
+    // Certificates are checked before anything binds: a bad pair stops the
+    // start (and an upgrade's new process never becomes ready).
+    let tls = match tls(&settings) {
+        Ok(tls) => tls,
+        Err(problem) => {
+            eprintln!("invalid configuration: 1 problem\n  {problem}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     if settings.trusted_proxies.iter().any(|cidr| cidr.len == 0) {
         tracing::warn!(
             "TRUSTED_PROXIES contains a /0 block: every address on the internet is a trusted \
@@ -518,7 +682,7 @@ async fn main() -> ExitCode {
         }
     };
 
-    if let Err(err) = other_signals() {
+    if let Err(err) = other_signals(tls.clone()) {
         eprintln!("cannot listen for signals: {err}");
         return ExitCode::from(EX_UNAVAILABLE);
     }
@@ -558,6 +722,18 @@ async fn main() -> ExitCode {
         }
         None => None,
     };
+    let redirect_listener = match settings.http_redirect_port {
+        Some(port) => {
+            match upgrader.listener("redirect", Bind::tcp(SocketAddr::new(settings.host, port))) {
+                Ok(listener) => Some(listener),
+                Err(err) => {
+                    eprintln!("HTTP_REDIRECT_PORT: {}", with_cause(&err));
+                    return ExitCode::from(EX_UNAVAILABLE);
+                }
+            }
+        }
+        None => None,
+    };
     let listening = match listener.local_addr() {
         Ok(addr) => addr,
         Err(err) => {
@@ -571,6 +747,9 @@ async fn main() -> ExitCode {
         .check(disk_check());
     if let Some(redis) = &redis {
         health = health.check(checks::tcp("redis", redis.clone()).critical(false));
+    }
+    if let Some(tls) = &tls {
+        health = health.check(seaworthy::tls_check(tls, TLS_WARN_BEFORE));
     }
     let health = match health.build() {
         Ok(health) => health,
@@ -621,6 +800,31 @@ async fn main() -> ExitCode {
         spawn_serving(&shutdown, "health-http", serving);
         tracing::info!(%addr, "health probes on their own port");
     }
+    if let Some(redirect_listener) = redirect_listener {
+        let addr = redirect_listener
+            .local_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let https_port = listening.as_tcp().map_or(443, |addr| addr.port());
+        let mut redirect = Server::new()
+            .header_read_timeout(settings.header_read_timeout)
+            .max_connections(settings.max_connections);
+        if settings.max_connections_per_ip > 0 {
+            redirect = redirect.max_connections_per_ip(settings.max_connections_per_ip);
+        }
+        let serving = redirect.serve(
+            redirect_listener,
+            HttpsRedirect::new().https_port(https_port),
+            shutdown.token(),
+        );
+        spawn_serving(&shutdown, "http-redirect", serving);
+        tracing::info!(%addr, https_port, "redirecting plain HTTP to HTTPS");
+    }
+    if let Some(tls) = &tls {
+        server = server.tls(tls.clone());
+        // Reloads when the files change (a renewal, a Kubernetes secret).
+        shutdown.spawn("tls-watch", tls.clone().watch(shutdown.token()));
+    }
     let serving = server.serve(listener, app(probes, &settings), shutdown.token());
     spawn_serving(&shutdown, "http", serving);
 
@@ -636,8 +840,9 @@ async fn main() -> ExitCode {
             eprintln!("{err}");
             return ExitCode::from(EX_UNAVAILABLE);
         }
+        let scheme = if tls.is_some() { "https" } else { "http" };
         println!(
-            "listening on http://{listening} (pid {})",
+            "listening on {scheme}://{listening} (pid {})",
             std::process::id()
         );
     }

@@ -12,6 +12,7 @@ use rcgen::{
 use time::OffsetDateTime;
 
 /// A certificate authority of the test's own.
+#[allow(missing_debug_implementations)] // rcgen's issuer has no Debug
 pub struct Ca {
     issuer: Issuer<'static, KeyPair>,
     /// Its certificate, PEM.

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
 
+pub mod certs;
+
 /// A bound for waits that should take milliseconds: generous, so that a
 /// loaded CI machine does not fail a correct program.
 pub const GENEROUS: Duration = Duration::from_secs(30);

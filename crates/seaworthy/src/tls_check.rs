@@ -13,8 +13,9 @@ use seaworthy_listener::tls::Tls;
 /// out of rotation). The observed value is the days left, the output says
 /// why it warns (shown only where the probe shows details).
 ///
-/// Not critical, a [`Kind::Process`] check, looked at every 60 s in the
-/// background.
+/// Not critical, a [`Kind::Process`] check; it reads memory only, so it
+/// runs when a probe asks (cached for 1 s), and a refused reload shows at
+/// the next probe.
 ///
 /// ```no_run
 /// # fn run(tls: seaworthy::listener::tls::Tls) -> Result<(), Box<dyn std::error::Error>> {
@@ -53,5 +54,5 @@ pub fn tls_check(tls: &Tls, warn_before: Duration) -> Check {
     .measurement("expiry")
     .component_type("system")
     .critical(false)
-    .background(Duration::from_secs(60))
+    .cached(Duration::from_secs(1))
 }

@@ -67,6 +67,22 @@ pub(crate) fn read_capped(path: &Path, what: &str) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+/// A PEM error in words (rustls' own prints the missing marker as bytes).
+fn pem_error(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error as Pem;
+    match err {
+        Pem::MissingSectionEnd { .. } => {
+            "a block has no END line: the file is cut short, perhaps half-written".to_owned()
+        }
+        Pem::IllegalSectionStart { .. } => {
+            "a block's opening line is malformed (the file may be cut short)".to_owned()
+        }
+        Pem::Base64Decode(_) => "a block is not valid base64".to_owned(),
+        Pem::NoItemsFound => "no PEM block found".to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// Reads a PEM bundle of certificates.
 pub(crate) fn read_certificates(
     path: &Path,
@@ -75,7 +91,7 @@ pub(crate) fn read_certificates(
     let bytes = read_capped(path, what)?;
     let chain = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| Error::file(what, path, format!("not valid PEM ({err})")))?;
+        .map_err(|err| Error::file(what, path, format!("not valid PEM ({})", pem_error(&err))))?;
     if chain.is_empty() {
         return Err(Error::file(
             what,
@@ -100,7 +116,7 @@ pub(crate) fn load_pair(
         Error::file(
             "key",
             key_path,
-            format!("holds no private key in PEM ({err})"),
+            format!("holds no private key in PEM ({})", pem_error(&err)),
         )
     })?;
     let signing = provider.key_provider.load_private_key(key).map_err(|err| {

@@ -388,7 +388,8 @@ impl Tls {
         ) {
             Ok(loaded) => Ok(self.swap(loaded)),
             Err(err) => {
-                self.refused(&err, None);
+                // Remembered, so that the watch does not log it again.
+                self.refused(&err, self.read_contents().ok());
                 Err(err)
             }
         }

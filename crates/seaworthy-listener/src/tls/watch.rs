@@ -44,6 +44,7 @@ impl Tls {
                     let started = tokio::time::Instant::now();
                     loop {
                         tokio::select! {
+                            () = &mut closing => return,
                             () = changed.notified() => {
                                 if started.elapsed() >= DEBOUNCE_MAX {
                                     break;
@@ -68,13 +69,31 @@ impl Tls {
             .iter()
             .flat_map(|(cert, key)| [parent(cert), parent(key)])
             .collect();
+        // Only changes to our files' names wake the reload (a log file in
+        // the same directory must not), and to names starting with `..`:
+        // Kubernetes' `..data` link and its versions.
+        let names: BTreeSet<std::ffi::OsString> = self
+            .inner
+            .pairs
+            .iter()
+            .flat_map(|(cert, key)| [cert.file_name(), key.file_name()])
+            .flatten()
+            .map(ToOwned::to_owned)
+            .collect();
         let notify = Arc::clone(changed);
         let mut watcher = match notify::recommended_watcher(move |event: notify::Result<_>| {
-            let _: notify::Event = match event {
+            let event: notify::Event = match event {
                 Ok(event) => event,
                 Err(_) => return,
             };
-            notify.notify_one();
+            let ours = event
+                .paths
+                .iter()
+                .filter_map(|path| path.file_name())
+                .any(|name| names.contains(name) || name.as_encoded_bytes().starts_with(b".."));
+            if ours {
+                notify.notify_one();
+            }
         }) {
             Ok(watcher) => watcher,
             Err(err) => {
@@ -154,7 +173,7 @@ impl Tls {
     }
 
     /// Every file's bytes, in the order the pairs keep them.
-    fn read_contents(&self) -> Result<Vec<u8>, super::Error> {
+    pub(super) fn read_contents(&self) -> Result<Vec<u8>, super::Error> {
         let mut contents = Vec::new();
         for (cert, key) in &self.inner.pairs {
             contents.extend(certs::read_capped(cert, "certificate")?);
