@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CrlDistributionPoint, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use time::OffsetDateTime;
 
@@ -60,17 +60,34 @@ impl Ca {
         }
     }
 
-    /// A server certificate for `names` (DNS names or IP addresses).
+    /// A server certificate for `names` (DNS names or IP addresses), as a
+    /// public CA issues one: server authentication, a CRL address.
     pub fn server(&self, names: &[&str], validity: Validity) -> Pair {
-        self.sign(names, names.first().copied().unwrap_or("server"), validity)
+        self.sign(
+            names,
+            names.first().copied().unwrap_or("server"),
+            validity,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        )
     }
 
     /// A client certificate whose subject is `CN={common_name}`.
     pub fn client(&self, common_name: &str) -> Pair {
-        self.sign(&[], common_name, Validity::Current)
+        self.sign(
+            &[],
+            common_name,
+            Validity::Current,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        )
     }
 
-    fn sign(&self, names: &[&str], common_name: &str, validity: Validity) -> Pair {
+    fn sign(
+        &self,
+        names: &[&str],
+        common_name: &str,
+        validity: Validity,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Pair {
         let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
         let mut params = CertificateParams::new(names).expect("certificate parameters");
         params.distinguished_name = DistinguishedName::new();
@@ -91,6 +108,11 @@ impl Ca {
                 now + time::Duration::try_from(lifetime).expect("a lifetime in range"),
             ),
         };
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec!["http://ca.test/crl.der".to_owned()],
+        }];
         let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.issuer).expect("certificate");
         Pair {

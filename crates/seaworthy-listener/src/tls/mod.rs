@@ -25,7 +25,8 @@
 //!   through the same hyper-util server as plain connections.
 //!   [`Profile::Intermediate`] (the default) is rustls' default cipher
 //!   suites, which are Mozilla's intermediate set (ECDHE with AES-GCM or
-//!   ChaCha20-Poly1305); [`Profile::Modern`] is TLS 1.3 alone.
+//!   ChaCha20-Poly1305), in the server's order; [`Profile::Modern`] is
+//!   TLS 1.3 alone.
 //! - **Certificates by SNI**: the first pair is the default; each other
 //!   pair answers the names (and `*.` wildcards) its certificate covers.
 //! - **The gate**: a pair is served only once it parses (a half-written
@@ -295,6 +296,10 @@ impl TlsConfig {
             Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>
         );
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // The server's order of suites, strongest first (every suite offered
+        // is AEAD with forward secrecy, so this only settles ties; testssl
+        // rates a client-chosen order as a finding).
+        config.ignore_client_order = true;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
         config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
             .map_err(|err| Error::other(format!("TLS ticketer: {err}")))?;
