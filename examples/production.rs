@@ -17,6 +17,7 @@
 //! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | request body limit (413), handler timeout (504; more than 0s) |
 //! | `TLS_CERT`, `TLS_KEY` | (none) | PEM files (the chain, the server's certificate first; its key): serve HTTPS (HTTP/1.1 and HTTP/2) on `PORT`; reloaded on SIGHUP and when the files change, a pair that fails the checks (half-written, mismatched, expired) is refused and the old one serves on |
 //! | `HTTP_REDIRECT_PORT` | (none) | with TLS: a plain-HTTP listener that answers every request with a 308 to the same URL on `https://` (no HSTS there) |
+//! | `TLS_TICKET_KEYS` | (none) | with TLS: a file of session-ticket secrets (one per line, at least 32 bytes, the first encrypts) shared by every instance, so a client resumes with any of them; reloaded with the certificates |
 //! | `TLS_CLIENT_CA` | (none) | with TLS: require client certificates signed by a CA in this PEM bundle (mutual TLS); the self-probe then needs `HEALTH_PORT` |
 //! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it, and a new connection's first byte, and with TLS its handshake (at least 100ms) |
@@ -122,6 +123,7 @@ struct Settings {
     tls_key: Option<PathBuf>,
     http_redirect_port: Option<u16>,
     tls_client_ca: Option<PathBuf>,
+    tls_ticket_keys: Option<PathBuf>,
     redis_url: Option<Secret<String>>,
     #[serde(with = "seaworthy::config::duration")]
     header_read_timeout: Duration,
@@ -151,6 +153,7 @@ impl Default for Settings {
             tls_key: None,
             http_redirect_port: None,
             tls_client_ca: None,
+            tls_ticket_keys: None,
             redis_url: None,
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
@@ -280,6 +283,9 @@ fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
     if !tls && settings.tls_client_ca.is_some() {
         problems.push("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY".to_owned());
     }
+    if !tls && settings.tls_ticket_keys.is_some() {
+        problems.push("TLS_TICKET_KEYS: needs TLS_CERT and TLS_KEY".to_owned());
+    }
     if settings.http_redirect_port.is_some_and(|port| {
         port != 0 && (port == settings.port || Some(port) == settings.health_port)
     }) {
@@ -338,10 +344,14 @@ fn tls(settings: &Settings) -> Result<Option<Tls>, String> {
     if let Some(bundle) = &settings.tls_client_ca {
         config = config.client_ca(bundle);
     }
+    if let Some(keys) = &settings.tls_ticket_keys {
+        config = config.ticket_keys(keys);
+    }
     config.build().map(Some).map_err(|err| {
         let variable = match err.path() {
             Some(path) if path == key => "TLS_KEY",
             Some(path) if Some(path) == settings.tls_client_ca.as_deref() => "TLS_CLIENT_CA",
+            Some(path) if Some(path) == settings.tls_ticket_keys.as_deref() => "TLS_TICKET_KEYS",
             _ => "TLS_CERT",
         };
         format!("{variable}: {err}")

@@ -71,6 +71,21 @@ impl Ca {
         )
     }
 
+    /// A server certificate with an RSA 2048 key (the others are ECDSA
+    /// P-256): RSA's signature costs the server far more than its check
+    /// costs the client, so a handshake bench measures the server.
+    pub fn server_rsa(&self, names: &[&str]) -> Pair {
+        let key = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+            .expect("RSA key");
+        self.sign_with(
+            names,
+            names.first().copied().unwrap_or("server"),
+            Validity::Current,
+            ExtendedKeyUsagePurpose::ServerAuth,
+            key,
+        )
+    }
+
     /// A client certificate whose subject is `CN={common_name}`.
     pub fn client(&self, common_name: &str) -> Pair {
         self.sign(
@@ -87,6 +102,18 @@ impl Ca {
         common_name: &str,
         validity: Validity,
         usage: ExtendedKeyUsagePurpose,
+    ) -> Pair {
+        let key = KeyPair::generate().expect("key");
+        self.sign_with(names, common_name, validity, usage, key)
+    }
+
+    fn sign_with(
+        &self,
+        names: &[&str],
+        common_name: &str,
+        validity: Validity,
+        usage: ExtendedKeyUsagePurpose,
+        key: KeyPair,
     ) -> Pair {
         let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
         let mut params = CertificateParams::new(names).expect("certificate parameters");
@@ -113,7 +140,6 @@ impl Ca {
         params.crl_distribution_points = vec![CrlDistributionPoint {
             uris: vec!["http://ca.test/crl.der".to_owned()],
         }];
-        let key = KeyPair::generate().expect("key");
         let cert = params.signed_by(&key, &self.issuer).expect("certificate");
         Pair {
             cert: cert.pem(),

@@ -263,6 +263,14 @@ fn bad_tls_settings_stop_the_start_with_78_naming_the_variable() {
             "TLS_CLIENT_CA: client CA bundle",
         ),
         (
+            vec![
+                ("TLS_CERT", cert),
+                ("TLS_KEY", key),
+                ("TLS_TICKET_KEYS", missing.to_str().unwrap()),
+            ],
+            "TLS_TICKET_KEYS: ticket key file",
+        ),
+        (
             vec![("HTTP_REDIRECT_PORT", "8080")],
             "HTTP_REDIRECT_PORT: redirects to HTTPS",
         ),

@@ -855,3 +855,88 @@ async fn a_thousand_reloads_under_load_fail_no_handshake_and_no_request() {
     assert_eq!(running.counters.snapshot().tls_handshake_failures, 0);
     drain(running).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_sharing_ticket_keys_resume_each_other_s_sessions() {
+    let dir = Dir::new("tickets");
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca
+        .server(&["localhost"], Validity::Current)
+        .write(&ca, &dir.0, "tls");
+    let keys = dir.0.join("ticket.keys");
+    let old = "first secret, at least thirty-two bytes long";
+    let new = "second secret, at least thirty-two bytes long";
+    std::fs::write(&keys, format!("# rotated daily\n{old}\n")).unwrap();
+    let shared = |path: &Path| {
+        TlsConfig::new(&cert, &key)
+            .ticket_keys(path)
+            .build()
+            .unwrap()
+    };
+    let a = start(shared(&keys), Server::new()).await;
+    let b_tls = shared(&keys);
+    let b = start(b_tls.clone(), Server::new()).await;
+    let alone = start(TlsConfig::new(&cert, &key).build().unwrap(), Server::new()).await;
+
+    // A ticket from A, used at B (TLS 1.3) and at an instance with keys of
+    // its own (a full handshake there).
+    let resumed_at = |config: Arc<ClientConfig>, addr| async move {
+        let stream = connect(addr, &config, "localhost").await.unwrap();
+        let kind = stream.get_ref().1.handshake_kind();
+        get_over(stream, "/").await.unwrap();
+        kind
+    };
+    let config = client(&ca, &[b"http/1.1"], TLS13, None);
+    assert_eq!(
+        resumed_at(Arc::clone(&config), a.addr).await,
+        Some(HandshakeKind::Full)
+    );
+    assert_eq!(
+        resumed_at(Arc::clone(&config), b.addr).await,
+        Some(HandshakeKind::Resumed)
+    );
+    let config = client(&ca, &[b"http/1.1"], TLS13, None);
+    resumed_at(Arc::clone(&config), a.addr).await;
+    assert_eq!(
+        resumed_at(Arc::clone(&config), alone.addr).await,
+        Some(HandshakeKind::Full)
+    );
+
+    // Rotation at B: a new first secret, the old one kept: A's tickets
+    // still resume there. With the old one dropped, they no longer do.
+    let config = client(&ca, &[b"http/1.1"], TLS13, None);
+    resumed_at(Arc::clone(&config), a.addr).await;
+    std::fs::write(&keys, format!("{new}\n{old}\n")).unwrap();
+    assert!(b_tls.reload().unwrap());
+    assert_eq!(
+        resumed_at(Arc::clone(&config), b.addr).await,
+        Some(HandshakeKind::Resumed)
+    );
+    let config = client(&ca, &[b"http/1.1"], TLS13, None);
+    resumed_at(Arc::clone(&config), a.addr).await;
+    std::fs::write(&keys, format!("{new}\n")).unwrap();
+    assert!(b_tls.reload().unwrap());
+    assert_eq!(
+        resumed_at(Arc::clone(&config), b.addr).await,
+        Some(HandshakeKind::Full)
+    );
+
+    // A bad file: refused, naming it and the line, never the secret.
+    std::fs::write(&keys, format!("{new}\nshort\n")).unwrap();
+    let err = b_tls.reload().unwrap_err();
+    assert_eq!(err.path(), Some(keys.as_path()));
+    assert!(err.to_string().contains("line 2"), "{err}");
+    assert!(
+        !err.to_string().contains("short") && !err.to_string().contains(new),
+        "{err}"
+    );
+    std::fs::write(&keys, "").unwrap();
+    let err = TlsConfig::new(&cert, &key)
+        .ticket_keys(&keys)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("holds no secret"), "{err}");
+    for running in [a, b, alone] {
+        drain(running).await;
+    }
+}

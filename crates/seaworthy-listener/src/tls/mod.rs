@@ -105,6 +105,7 @@
 mod certs;
 mod redirect;
 mod resolver;
+mod tickets;
 mod watch;
 
 use std::fmt;
@@ -124,6 +125,7 @@ pub use redirect::HttpsRedirect;
 
 use self::certs::{Gate, Loaded};
 use self::resolver::{CertSet, Resolver};
+use self::tickets::{SharedTicketer, TicketKeys};
 use crate::{Stream, TlsInfo};
 
 /// Sessions the stateful cache holds (TLS 1.2 session IDs): about 1 MiB.
@@ -154,6 +156,7 @@ pub struct TlsConfig {
     handshake_timeout: Duration,
     max_handshakes: usize,
     poll_interval: Duration,
+    ticket_keys: Option<PathBuf>,
 }
 
 impl TlsConfig {
@@ -172,6 +175,7 @@ impl TlsConfig {
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 1024,
             poll_interval: Duration::from_secs(10),
+            ticket_keys: None,
         }
     }
 
@@ -238,6 +242,23 @@ impl TlsConfig {
         self
     }
 
+    /// Makes TLS session tickets with keys from this file, shared by every
+    /// instance behind one load balancer, instead of a key of this
+    /// process's own: a client resumes with whichever instance it reaches.
+    ///
+    /// One secret per line, each at least 32 bytes (`openssl rand -base64
+    /// 48`); blank lines and `#` comments are skipped. The first line's key
+    /// makes new tickets, every line's key opens them. Rotate by putting a
+    /// new secret first and dropping the last one after a ticket lifetime
+    /// (12 h): the file is reloaded (and watched) with the certificates,
+    /// and a file that fails the same checks keeps the keys in force.
+    /// Keep it as secret as the private key: it decrypts every session
+    /// resumed with it.
+    pub fn ticket_keys(mut self, file: impl Into<PathBuf>) -> Self {
+        self.ticket_keys = Some(file.into());
+        self
+    }
+
     /// How often [`Tls::watch`] also looks at the files, in case the
     /// directory watch missed a change or cannot run. Default 10 s.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
@@ -257,6 +278,13 @@ impl TlsConfig {
     pub fn build(self) -> Result<Tls, Error> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let loaded = load_all(&self.pairs, &self.gate, &provider, SystemTime::now())?;
+        let shared_tickets = match &self.ticket_keys {
+            Some(path) => Some((
+                path.clone(),
+                Arc::new(SharedTicketer::new(tickets::read_keys(path)?)),
+            )),
+            None => None,
+        };
         let resolver = Arc::new(Resolver {
             set: ArcSwap::from_pointee(CertSet::new(loaded)),
         });
@@ -301,8 +329,11 @@ impl TlsConfig {
         // rates a client-chosen order as a finding).
         config.ignore_client_order = true;
         config.session_storage = ServerSessionMemoryCache::new(SESSION_CACHE);
-        config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|err| Error::other(format!("TLS ticketer: {err}")))?;
+        config.ticketer = match &shared_tickets {
+            Some((_, ticketer)) => Arc::clone(ticketer) as Arc<dyn rustls::server::ProducesTickets>,
+            None => rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|err| Error::other(format!("TLS ticketer: {err}")))?,
+        };
         let config = Arc::new(config);
         Ok(Tls {
             inner: Arc::new(Inner {
@@ -315,6 +346,7 @@ impl TlsConfig {
                 handshake_timeout: self.handshake_timeout,
                 handshakes: Arc::new(Semaphore::new(self.max_handshakes)),
                 poll_interval: self.poll_interval,
+                shared_tickets,
                 reload_lock: Mutex::new(()),
                 last_error: Mutex::new(None),
                 refused_contents: Mutex::new(None),
@@ -337,6 +369,41 @@ fn load_all(
         .collect()
 }
 
+/// What a reload reads: every pair, and the shared ticket keys.
+struct Material {
+    pairs: Vec<Loaded>,
+    tickets: Option<TicketKeys>,
+}
+
+impl Inner {
+    /// Reads every file and checks it, as [`TlsConfig::build`] did.
+    fn load(&self) -> Result<Material, Error> {
+        let pairs = load_all(&self.pairs, &self.gate, &self.provider, SystemTime::now())?;
+        let tickets = match &self.shared_tickets {
+            Some((path, _)) => Some(tickets::read_keys(path)?),
+            None => None,
+        };
+        Ok(Material { pairs, tickets })
+    }
+
+    /// The bytes of the files in force, in the order `read_contents` reads
+    /// them.
+    fn contents_in_force(&self) -> Vec<u8> {
+        let mut contents: Vec<u8> = self
+            .resolver
+            .set
+            .load()
+            .loaded
+            .iter()
+            .flat_map(|pair| pair.contents.iter().copied())
+            .collect();
+        if let Some((_, ticketer)) = &self.shared_tickets {
+            contents.extend_from_slice(&ticketer.keys.load().contents);
+        }
+        contents
+    }
+}
+
 /// TLS for a [`Server`](crate::Server): the rustls configuration, the
 /// certificates in force, and their reload. Cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -354,6 +421,8 @@ struct Inner {
     handshake_timeout: Duration,
     handshakes: Arc<Semaphore>,
     poll_interval: Duration,
+    /// The ticket-key file and the ticketer using it, when keys are shared.
+    shared_tickets: Option<(PathBuf, Arc<SharedTicketer>)>,
     /// One reload at a time.
     reload_lock: Mutex<()>,
     last_error: Mutex<Option<String>>,
@@ -385,13 +454,8 @@ impl Tls {
     /// As [`TlsConfig::build`]: the first pair that failed the gate.
     pub fn reload(&self) -> Result<bool, Error> {
         let _one = lock(&self.inner.reload_lock);
-        match load_all(
-            &self.inner.pairs,
-            &self.inner.gate,
-            &self.inner.provider,
-            SystemTime::now(),
-        ) {
-            Ok(loaded) => Ok(self.swap(loaded)),
+        match self.inner.load() {
+            Ok(material) => Ok(self.swap(material)),
             Err(err) => {
                 // Remembered, so that the watch does not log it again.
                 self.refused(&err, self.read_contents().ok());
@@ -400,13 +464,22 @@ impl Tls {
         }
     }
 
-    /// Swaps `loaded` in if it differs from the set in force.
-    fn swap(&self, loaded: Vec<Loaded>) -> bool {
+    /// Swaps what differs from what is in force; whether anything did.
+    fn swap(&self, material: Material) -> bool {
         *lock(&self.inner.last_error) = None;
         *lock(&self.inner.refused_contents) = None;
+        let mut changed = false;
+        if let (Some(new), Some((_, ticketer))) = (material.tickets, &self.inner.shared_tickets)
+            && ticketer.keys.load().contents != new.contents
+        {
+            tracing::info!(keys = new.keys.len(), "TLS ticket keys reloaded");
+            ticketer.keys.store(Arc::new(new));
+            changed = true;
+        }
+        let loaded = material.pairs;
         if self.inner.resolver.set.load().same_contents(&loaded) {
             tracing::debug!("TLS certificates unchanged");
-            return false;
+            return changed;
         }
         let names: Vec<&[String]> = loaded.iter().map(|pair| pair.names.as_slice()).collect();
         let expires = certs::rfc3339(loaded[0].not_after);

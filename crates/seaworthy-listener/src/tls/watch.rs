@@ -3,13 +3,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use notify::Watcher;
 use seaworthy_shutdown::{Phase, ShutdownToken};
 use tokio::sync::Notify;
 
-use super::{Tls, certs, load_all, lock};
+use super::{Tls, certs, lock};
 
 /// How long the files must stay quiet before a reload: a certificate and
 /// key written one after the other are read together.
@@ -63,21 +63,14 @@ impl Tls {
     /// A watch of every directory holding a file, notifying `changed`; `None`
     /// (logged) when the platform's watch cannot start: polling goes on.
     fn watch_directories(&self, changed: &Arc<Notify>) -> Option<notify::RecommendedWatcher> {
-        let directories: BTreeSet<PathBuf> = self
-            .inner
-            .pairs
-            .iter()
-            .flat_map(|(cert, key)| [parent(cert), parent(key)])
-            .collect();
+        let files = self.files();
+        let directories: BTreeSet<PathBuf> = files.iter().map(|file| parent(file)).collect();
         // Only changes to our files' names wake the reload (a log file in
         // the same directory must not), and to names starting with `..`:
         // Kubernetes' `..data` link and its versions.
-        let names: BTreeSet<std::ffi::OsString> = self
-            .inner
-            .pairs
+        let names: BTreeSet<std::ffi::OsString> = files
             .iter()
-            .flat_map(|(cert, key)| [cert.file_name(), key.file_name()])
-            .flatten()
+            .filter_map(|file| file.file_name())
             .map(ToOwned::to_owned)
             .collect();
         let notify = Arc::clone(changed);
@@ -127,27 +120,16 @@ impl Tls {
             // says why when it is worth saying, on the next real reload.
             return self.reload_quietly();
         };
-        let set = self.inner.resolver.set.load();
-        let current: Vec<u8> = set
-            .loaded
-            .iter()
-            .flat_map(|pair| pair.contents.iter().copied())
-            .collect();
-        if contents == current {
+        if contents == self.inner.contents_in_force() {
             return;
         }
         if lock(&self.inner.refused_contents).as_deref() == Some(contents.as_slice()) {
             return;
         }
         let _one = lock(&self.inner.reload_lock);
-        match load_all(
-            &self.inner.pairs,
-            &self.inner.gate,
-            &self.inner.provider,
-            SystemTime::now(),
-        ) {
-            Ok(loaded) => {
-                self.swap(loaded);
+        match self.inner.load() {
+            Ok(material) => {
+                self.swap(material);
             }
             Err(err) => self.refused(&err, Some(contents)),
         }
@@ -158,28 +140,43 @@ impl Tls {
     fn reload_quietly(&self) {
         let last = lock(&self.inner.last_error).clone();
         let _one = lock(&self.inner.reload_lock);
-        match load_all(
-            &self.inner.pairs,
-            &self.inner.gate,
-            &self.inner.provider,
-            SystemTime::now(),
-        ) {
-            Ok(loaded) => {
-                self.swap(loaded);
+        match self.inner.load() {
+            Ok(material) => {
+                self.swap(material);
             }
             Err(err) if last.as_deref() == Some(err.to_string().as_str()) => {}
             Err(err) => self.refused(&err, None),
         }
     }
 
-    /// Every file's bytes, in the order the pairs keep them.
+    /// Every file's bytes: the pairs in order, then the ticket keys.
     pub(super) fn read_contents(&self) -> Result<Vec<u8>, super::Error> {
         let mut contents = Vec::new();
         for (cert, key) in &self.inner.pairs {
             contents.extend(certs::read_capped(cert, "certificate")?);
             contents.extend(certs::read_capped(key, "key")?);
         }
+        if let Some((path, _)) = &self.inner.shared_tickets {
+            contents.extend(certs::read_capped(path, "ticket key file")?);
+        }
         Ok(contents)
+    }
+
+    /// Every file a reload reads.
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = self
+            .inner
+            .pairs
+            .iter()
+            .flat_map(|(cert, key)| [cert.clone(), key.clone()])
+            .collect();
+        files.extend(
+            self.inner
+                .shared_tickets
+                .iter()
+                .map(|(path, _)| path.clone()),
+        );
+        files
     }
 }
 
