@@ -96,7 +96,10 @@
 //!
 //! axum-server adds TLS and a graceful handle with a timeout, but stops
 //! accepting at once, inherits no sockets, and has no header-read timeout
-//! for slow heads or back-off on `EMFILE`.
+//! for slow heads or back-off on `EMFILE`. Its TLS reload replaces the whole
+//! rustls configuration (sessions lost) with whatever parses; here the
+//! certificate alone is swapped after a gate, on file change
+//! ([`tls`]).
 //!
 //! # Comparison with tableflip, ecdysis, shellflip, Pingora and nginx
 //!
@@ -130,12 +133,15 @@
 //! 49 normal dependencies in all (`cargo tree -e normal` on Linux): hyper
 //! and hyper-util's server, socket2, tokio, tower, tracing, seaworthy's
 //! shutdown coordinator and connection facts, and on Unix nix (descriptor
-//! passing), libc and sd-notify. Binding, serving and draining build on
-//! every platform tokio supports; systemd inheritance, the upgrade and its
-//! hand-off socket are Unix-only; the drain's SYN filter is Linux-only
-//! (elsewhere the drain closes the listener after sweeping its queue);
-//! `SO_REUSEPORT` is Unix-only. CI checks macOS, FreeBSD and Windows with
-//! `cargo check`.
+//! passing), libc and sd-notify. The `tls` feature adds 44 more: rustls,
+//! tokio-rustls and aws-lc-rs (which builds C), x509-parser for the
+//! certificate gate, arc-swap, and notify for the file watch. Binding,
+//! serving and draining build on every platform tokio supports; systemd
+//! inheritance, the upgrade and its hand-off socket are Unix-only; the
+//! drain's SYN filter is Linux-only (elsewhere the drain closes the
+//! listener after sweeping its queue); `SO_REUSEPORT` is Unix-only. CI
+//! checks macOS, FreeBSD and Windows with `cargo check` (without `tls`,
+//! whose aws-lc-rs needs the target's C compiler).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 
@@ -152,6 +158,11 @@ pub mod systemd;
 #[cfg(feature = "tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub mod tls;
+
+/// docs/tls.md's examples run as doc tests, so that the guide stays true.
+#[cfg(all(doctest, feature = "tls"))]
+#[doc = include_str!("../../../docs/tls.md")]
+mod tls_guide {}
 #[cfg(unix)]
 pub mod upgrade;
 

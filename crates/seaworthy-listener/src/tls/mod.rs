@@ -58,7 +58,10 @@
 //!   port scan does not flood the logs.
 //! - **Resumption**: a stateful session cache (4096 sessions, for TLS 1.2)
 //!   and TLS 1.3 tickets from a ticketer whose key rotates every 6 hours
-//!   (the previous key still decrypts).
+//!   (the previous key still decrypts); or, for several instances behind
+//!   one load balancer, tickets under keys from a
+//!   [shared secret file](TlsConfig::ticket_keys) (current and previous),
+//!   so a client resumes with whichever instance it reaches.
 //! - **Mutual TLS** as an option ([`TlsConfig::client_ca`]): client
 //!   certificates verified against a CA bundle; the verified subject is in
 //!   the request's [`ConnectionInfo::tls`](crate::ConnectionInfo::tls).
@@ -98,9 +101,12 @@
 //!
 //! The client CA bundle ([`TlsConfig::client_ca`]) and the profile are read
 //! at [`build`](TlsConfig::build); a change to them takes a restart (or an
-//! upgrade). Ticket keys are per process: clients resume with the instance
-//! that issued their ticket; behind a load balancer without affinity, they
-//! fall back to a full handshake on another instance.
+//! upgrade). Without [shared ticket keys](TlsConfig::ticket_keys), tickets
+//! are per process: a client resumes with the instance that issued its
+//! ticket, and after an upgrade makes a full handshake once. OCSP stapling
+//! is not done (Let's Encrypt stopped OCSP in 2025; browsers use CRLs).
+//! A certificate's chain is checked for order, not verified to a root: the
+//! server cannot know which roots its clients trust.
 
 mod certs;
 mod redirect;
