@@ -59,6 +59,7 @@ impl Drop for Dir {
 fn router() -> Router {
     Router::new()
         .route("/", routing::get(|| async { "hello" }))
+        .route("/big", routing::get(|| async { vec![b'x'; 16 << 20] }))
         .route(
             "/whoami",
             routing::get(|request: Request| async move {
@@ -939,4 +940,35 @@ async fn instances_sharing_ticket_keys_resume_each_other_s_sessions() {
     for running in [a, b, alone] {
         drain(running).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_never_reads_is_cut_at_the_write_timeout() {
+    let dir = Dir::new("slow-reader");
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca
+        .server(&["localhost"], Validity::Current)
+        .write(&ca, &dir.0, "tls");
+    let tls = TlsConfig::new(&cert, &key).build().unwrap();
+    let running = start(tls, Server::new().write_timeout(Duration::from_millis(500))).await;
+    let config = client(&ca, &[b"http/1.1"], BOTH, None);
+    let mut stream = connect(running.addr, &config, "localhost").await.unwrap();
+    // 16 MiB asked for, not a byte read: TLS buffers fill, then the socket.
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            running.counters.snapshot().write_timeouts == 1
+        })
+        .await,
+        "{:?}",
+        running.counters.snapshot()
+    );
+    assert_eq!(running.counters.snapshot().open, 0);
+    // Others are served meanwhile and after.
+    assert_eq!(get(running.addr, &config, "/").await.unwrap().1, "hello");
+    drop(stream);
+    drain(running).await;
 }
