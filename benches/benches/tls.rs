@@ -28,7 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use seaworthy_tests::certs::{Ca, Validity};
-use seaworthy_tests::cpu_time;
+use seaworthy_tests::{cpu_time, free_port};
 
 const ROUNDS: usize = 3;
 const SECONDS: u32 = 5;
@@ -115,14 +115,6 @@ fn tls_server(mode: &str, cert: &Path, key: &Path) -> (Child, SocketAddr) {
         .and_then(|addr| addr.parse().ok())
         .unwrap_or_else(|| panic!("no address in {line:?}"));
     (child, addr)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start(contender: Contender, dir: &Path, cert: &Path, key: &Path) -> Running {
@@ -220,11 +212,7 @@ fn wrk(addr: SocketAddr, close: bool) -> (f64, u64) {
         .output()
         .expect("wrk runs (apt-get install wrk)");
     let text = String::from_utf8_lossy(&output.stdout);
-    let rps = text
-        .lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let rps = seaworthy_benches::requests_per_second(&text);
     // "Socket errors: connect 0, read 0, write 0, timeout 0" and
     // "Non-2xx or 3xx responses: N".
     let errors = text

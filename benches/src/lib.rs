@@ -37,17 +37,26 @@ pub fn wrk(addr: SocketAddr, connections: u32, seconds: u32) -> (f64, Duration) 
         .output()
         .expect("wrk runs (apt-get install wrk)");
     let text = String::from_utf8_lossy(&output.stdout);
-    let rps = text
-        .lines()
-        .find_map(|line| line.strip_prefix("Requests/sec:"))
-        .and_then(|value| value.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let rps = requests_per_second(&text);
     let p99 = text
         .lines()
         .find_map(|line| line.trim().strip_prefix("99%"))
         .map(|value| parse_latency(value.trim()))
         .unwrap_or_else(|| panic!("no 99% in wrk's output:\n{text}"));
     (rps, p99)
+}
+
+/// The `Requests/sec:` figure of wrk's output.
+///
+/// # Panics
+///
+/// When the output has none (wrk failed: the panic shows what it printed).
+pub fn requests_per_second(wrk_output: &str) -> f64 {
+    wrk_output
+        .lines()
+        .find_map(|line| line.strip_prefix("Requests/sec:"))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{wrk_output}"))
 }
 
 fn parse_latency(value: &str) -> Duration {

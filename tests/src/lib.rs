@@ -373,6 +373,16 @@ pub fn signal(pid: u32, signal: Signal) {
         .expect("the process can be signalled");
 }
 
+/// A TCP port free on loopback right now (for a setting that takes a
+/// port: the flagship's `HEALTH_PORT`, `HTTP_REDIRECT_PORT`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a loopback port can be bound")
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
+
 /// The address in a `listening on http://ADDR (pid N)` line.
 pub fn listening_addr(line: &str) -> std::net::SocketAddr {
     let rest = line

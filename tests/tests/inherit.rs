@@ -1,21 +1,12 @@
 //! Socket inheritance into the flagship: the real `systemd-socket-activate`,
 //! and a parent that builds `LISTEN_FDS` itself, names included.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use seaworthy_tests::http1::Conn;
-use seaworthy_tests::{Child, GENEROUS, Signal, example_path};
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use seaworthy_tests::{Child, GENEROUS, Signal, example_path, free_port};
 
 fn python() -> &'static str {
     if std::path::Path::new("/usr/bin/python3").exists() {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use seaworthy_tests::certs::{Ca, Pair, Validity, write_atomically};
 use seaworthy_tests::{
-    Adopted, Child, GENEROUS, Signal, TempDir, example_path, listening_pid, signal, wait_gone,
+    Adopted, Child, GENEROUS, Signal, TempDir, example_path, free_port, listening_pid, signal,
+    wait_gone,
 };
 
 /// Runs curl against the flagship, trusting `ca`; returns its output.
@@ -516,13 +517,4 @@ fn an_upgrade_whose_certificate_fails_the_gate_is_refused_and_the_old_process_se
     assert!(text(&curl(&setup.ca_file, &["--resolve", &resolve, &target])).contains("hello"));
     signal(new, Signal::SIGTERM);
     wait_gone(new, GENEROUS);
-}
-
-/// A port free on loopback right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

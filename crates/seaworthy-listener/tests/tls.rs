@@ -200,6 +200,36 @@ fn der(pair: &Pair) -> Vec<u8> {
         .to_vec()
 }
 
+/// A test's directory and CA, and a current pair for `localhost` written
+/// there as `tls.crt` and `tls.key`.
+struct Pki {
+    dir: Dir,
+    ca: Ca,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn pki(name: &str) -> Pki {
+    let dir = Dir::new(name);
+    let ca = Ca::new("test CA");
+    let (cert, key) = ca
+        .server(&["localhost"], Validity::Current)
+        .write(&ca, &dir.0, "tls");
+    Pki { dir, ca, cert, key }
+}
+
+/// Waits (5 s at most) until the server's counters satisfy `condition`.
+async fn counted(
+    running: &Running,
+    condition: impl Fn(seaworthy_listener::CountersSnapshot) -> bool,
+) {
+    let reached = eventually(Duration::from_secs(5), || async {
+        condition(running.counters.snapshot())
+    })
+    .await;
+    assert!(reached, "{:?}", running.counters.snapshot());
+}
+
 /// Polls `condition` every 20 ms until it holds or `bound` passes.
 async fn eventually<F, Fut>(bound: Duration, mut condition: F) -> bool
 where
@@ -218,11 +248,12 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_http1_and_http2_by_alpn_over_tls12_and_13() {
-    let dir = Dir::new("alpn");
-    let ca = Ca::new("test CA");
-    let (cert, key) = ca
-        .server(&["localhost"], Validity::Current)
-        .write(&ca, &dir.0, "tls");
+    let Pki {
+        dir: _dir,
+        ca,
+        cert,
+        key,
+    } = pki("alpn");
     let running = start(TlsConfig::new(cert, key).build().unwrap(), Server::new()).await;
 
     let h2 = client(&ca, &[b"h2", b"http/1.1"], TLS13, None);
@@ -251,11 +282,12 @@ async fn serves_http1_and_http2_by_alpn_over_tls12_and_13() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_modern_profile_refuses_tls12_and_plain_http_is_refused() {
-    let dir = Dir::new("modern");
-    let ca = Ca::new("test CA");
-    let (cert, key) = ca
-        .server(&["localhost"], Validity::Current)
-        .write(&ca, &dir.0, "tls");
+    let Pki {
+        dir: _dir,
+        ca,
+        cert,
+        key,
+    } = pki("modern");
     let tls = TlsConfig::new(cert, key)
         .profile(Profile::Modern)
         .build()
@@ -279,14 +311,7 @@ async fn the_modern_profile_refuses_tls12_and_plain_http_is_refused() {
         .expect("the server closes the connection");
     assert!(read.is_ok() || answer.is_empty());
     assert!(!answer.starts_with(b"HTTP/"), "{answer:?}");
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            running.counters.snapshot().tls_handshake_failures == 2
-        })
-        .await,
-        "{:?}",
-        running.counters.snapshot()
-    );
+    counted(&running, |c| c.tls_handshake_failures == 2).await;
     // The server serves on.
     assert_eq!(get(running.addr, &new, "/").await.unwrap().1, "hello");
     drain(running).await;
@@ -567,11 +592,7 @@ async fn the_watch_follows_a_kubernetes_secret_swap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_resume_across_a_reload() {
-    let dir = Dir::new("resume");
-    let ca = Ca::new("test CA");
-    let (cert, key) = ca
-        .server(&["localhost"], Validity::Current)
-        .write(&ca, &dir.0, "tls");
+    let Pki { dir, ca, cert, key } = pki("resume");
     let tls = TlsConfig::new(&cert, &key).build().unwrap();
     let running = start(tls.clone(), Server::new()).await;
     for versions in [TLS13, TLS12] {
@@ -603,11 +624,12 @@ async fn sessions_resume_across_a_reload() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_handshake_is_cut_at_the_timeout() {
-    let dir = Dir::new("silent");
-    let ca = Ca::new("test CA");
-    let (cert, key) = ca
-        .server(&["localhost"], Validity::Current)
-        .write(&ca, &dir.0, "tls");
+    let Pki {
+        dir: _dir,
+        ca,
+        cert,
+        key,
+    } = pki("silent");
     let tls = TlsConfig::new(&cert, &key)
         .handshake_timeout(Duration::from_millis(500))
         .max_handshakes(2)
@@ -639,14 +661,7 @@ async fn a_client_that_never_finishes_its_handshake_is_cut_at_the_timeout() {
         "{:?}",
         started.elapsed()
     );
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            running.counters.snapshot().tls_handshake_timeouts == 2
-        })
-        .await,
-        "{:?}",
-        running.counters.snapshot()
-    );
+    counted(&running, |c| c.tls_handshake_timeouts == 2).await;
     drain(running).await;
 }
 
@@ -681,24 +696,18 @@ async fn mutual_tls_admits_the_ca_s_clients_only_and_tells_the_handler_who() {
             assert!(get(running.addr, &config, "/").await.is_err());
         }
     }
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            running.counters.snapshot().tls_handshake_failures == 4
-        })
-        .await,
-        "{:?}",
-        running.counters.snapshot()
-    );
+    counted(&running, |c| c.tls_handshake_failures == 4).await;
     drain(running).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drain_closes_with_close_notify() {
-    let dir = Dir::new("notify");
-    let ca = Ca::new("test CA");
-    let (cert, key) = ca
-        .server(&["localhost"], Validity::Current)
-        .write(&ca, &dir.0, "tls");
+    let Pki {
+        dir: _dir,
+        ca,
+        cert,
+        key,
+    } = pki("notify");
     let running = start(TlsConfig::new(&cert, &key).build().unwrap(), Server::new()).await;
     let config = client(&ca, &[b"http/1.1"], BOTH, None);
     let mut stream = connect(running.addr, &config, "localhost").await.unwrap();
@@ -859,11 +868,7 @@ async fn a_thousand_reloads_under_load_fail_no_handshake_and_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_sharing_ticket_keys_resume_each_other_s_sessions() {
-    let dir = Dir::new("tickets");
-    let ca = Ca::new("test CA");
-    let (cert, key) = ca
-        .server(&["localhost"], Validity::Current)
-        .write(&ca, &dir.0, "tls");
+    let Pki { dir, ca, cert, key } = pki("tickets");
     let keys = dir.0.join("ticket.keys");
     let old = "first secret, at least thirty-two bytes long";
     let new = "second secret, at least thirty-two bytes long";
@@ -879,48 +884,35 @@ async fn instances_sharing_ticket_keys_resume_each_other_s_sessions() {
     let b = start(b_tls.clone(), Server::new()).await;
     let alone = start(TlsConfig::new(&cert, &key).build().unwrap(), Server::new()).await;
 
-    // A ticket from A, used at B (TLS 1.3) and at an instance with keys of
-    // its own (a full handshake there).
     let resumed_at = |config: Arc<ClientConfig>, addr| async move {
         let stream = connect(addr, &config, "localhost").await.unwrap();
         let kind = stream.get_ref().1.handshake_kind();
         get_over(stream, "/").await.unwrap();
         kind
     };
-    let config = client(&ca, &[b"http/1.1"], TLS13, None);
-    assert_eq!(
-        resumed_at(Arc::clone(&config), a.addr).await,
-        Some(HandshakeKind::Full)
-    );
-    assert_eq!(
-        resumed_at(Arc::clone(&config), b.addr).await,
-        Some(HandshakeKind::Resumed)
-    );
-    let config = client(&ca, &[b"http/1.1"], TLS13, None);
-    resumed_at(Arc::clone(&config), a.addr).await;
-    assert_eq!(
-        resumed_at(Arc::clone(&config), alone.addr).await,
-        Some(HandshakeKind::Full)
-    );
-
-    // Rotation at B: a new first secret, the old one kept: A's tickets
-    // still resume there. With the old one dropped, they no longer do.
-    let config = client(&ca, &[b"http/1.1"], TLS13, None);
-    resumed_at(Arc::clone(&config), a.addr).await;
-    std::fs::write(&keys, format!("{new}\n{old}\n")).unwrap();
-    assert!(b_tls.reload().unwrap());
-    assert_eq!(
-        resumed_at(Arc::clone(&config), b.addr).await,
-        Some(HandshakeKind::Resumed)
-    );
-    let config = client(&ca, &[b"http/1.1"], TLS13, None);
-    resumed_at(Arc::clone(&config), a.addr).await;
-    std::fs::write(&keys, format!("{new}\n")).unwrap();
-    assert!(b_tls.reload().unwrap());
-    assert_eq!(
-        resumed_at(Arc::clone(&config), b.addr).await,
-        Some(HandshakeKind::Full)
-    );
+    // A fresh client takes a TLS 1.3 ticket from A, B's key file is
+    // changed (or not), and the client comes back to B or to the instance
+    // with keys of its own.
+    let rotated = format!("{new}\n{old}\n");
+    let dropped = format!("{new}\n");
+    for (keys_at_b, at, expected) in [
+        (None, b.addr, HandshakeKind::Resumed),
+        (None, alone.addr, HandshakeKind::Full),
+        // A new first secret, the old one kept: A's tickets still open.
+        (Some(&rotated), b.addr, HandshakeKind::Resumed),
+        // The old one dropped: they no longer do.
+        (Some(&dropped), b.addr, HandshakeKind::Full),
+    ] {
+        let config = client(&ca, &[b"http/1.1"], TLS13, None);
+        let first = resumed_at(Arc::clone(&config), a.addr).await;
+        assert_eq!(first, Some(HandshakeKind::Full));
+        if let Some(text) = keys_at_b {
+            std::fs::write(&keys, text).unwrap();
+            assert!(b_tls.reload().unwrap());
+        }
+        let kind = resumed_at(config, at).await;
+        assert_eq!(kind, Some(expected), "{keys_at_b:?} at {at}");
+    }
 
     // A bad file: refused, naming it and the line, never the secret.
     std::fs::write(&keys, format!("{new}\nshort\n")).unwrap();
@@ -944,11 +936,12 @@ async fn instances_sharing_ticket_keys_resume_each_other_s_sessions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_client_that_never_reads_is_cut_at_the_write_timeout() {
-    let dir = Dir::new("slow-reader");
-    let ca = Ca::new("test CA");
-    let (cert, key) = ca
-        .server(&["localhost"], Validity::Current)
-        .write(&ca, &dir.0, "tls");
+    let Pki {
+        dir: _dir,
+        ca,
+        cert,
+        key,
+    } = pki("slow-reader");
     let tls = TlsConfig::new(&cert, &key).build().unwrap();
     let running = start(tls, Server::new().write_timeout(Duration::from_millis(500))).await;
     let config = client(&ca, &[b"http/1.1"], BOTH, None);
@@ -958,14 +951,7 @@ async fn a_tls_client_that_never_reads_is_cut_at_the_write_timeout() {
         .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
-    assert!(
-        eventually(Duration::from_secs(20), || async {
-            running.counters.snapshot().write_timeouts == 1
-        })
-        .await,
-        "{:?}",
-        running.counters.snapshot()
-    );
+    counted(&running, |c| c.write_timeouts == 1).await;
     assert_eq!(running.counters.snapshot().open, 0);
     // Others are served meanwhile and after.
     assert_eq!(get(running.addr, &config, "/").await.unwrap().1, "hello");
