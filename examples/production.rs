@@ -19,7 +19,9 @@
 //! | `HTTP_REDIRECT_PORT` | (none) | with TLS: a plain-HTTP listener that answers every request with a 308 to the same URL on `https://` (no HSTS there) |
 //! | `TLS_TICKET_KEYS` | (none) | with TLS: a file of session-ticket secrets (one per line, at least 32 bytes, the first encrypts) shared by every instance, so a client resumes with any of them; reloaded with the certificates |
 //! | `TLS_CLIENT_CA` | (none) | with TLS: require client certificates signed by a CA in this PEM bundle (mutual TLS); the self-probe then needs `HEALTH_PORT` |
-//! | `REDIS_URL` | (none) | a secret: never printed; a non-critical readiness check connects to its host |
+//! | `REDIS_URL` | (none) | a secret, never printed: the rate limit is shared by every instance through this Redis (one round trip per decision, 5 ms at most); a non-critical readiness check `redis` PINGs it |
+//! | `RATE_LIMIT_REPLICAS` | `1` | with `REDIS_URL`: the instances sharing the limit; while Redis is away each limits alone with `RATE_LIMIT` and its burst divided by this |
+//! | `RATE_LIMIT_FALLBACK` | `local` | with `REDIS_URL`, while Redis is away: `local` (the divided limit in memory), `open` (no limit) or `closed` (every request 429) |
 //! | `HEADER_READ_TIMEOUT` | `10s` | a request head must arrive within it, and a new connection's first byte, and with TLS its handshake (at least 100ms) |
 //! | `WRITE_TIMEOUT` | `30s` | a client that reads nothing of a response for it is cut, and the memory freed (nginx's `send_timeout`; at least 100ms) |
 //! | `MAX_CONNECTIONS` | `10000` | connections open at once (1 to 1000000); past it, accept waits |
@@ -45,7 +47,8 @@
 //! the IETF health+json format (details for loopback clients only).
 //! Readiness fails from the first signal; liveness passes until exit.
 //! Checks: the free space of the working directory's filesystem
-//! (non-critical, every 10 s), Redis's host when `REDIS_URL` is set, and
+//! (non-critical, every 10 s), Redis when `REDIS_URL` is set (a `PING`;
+//! warns while the shared limit has fallen back), and
 //! with TLS the certificates (`tls`: warns 14 days before expiry and while
 //! a reload is refused, days left observed).
 //!
@@ -78,16 +81,17 @@ use axum::http::Response;
 use axum::routing::{get, post};
 use seaworthy::config::{Loader, Secret};
 use seaworthy::health::{
-    Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, Probe, Status, checks,
+    Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, Probe, Status,
 };
 use seaworthy::layers::client_ip::{ClientIpService, IpNet};
+use seaworthy::layers::redis_store::{Fallback, RedisStore};
 use seaworthy::layers::tower_http::catch_panic::{
     CatchPanic, CatchPanicLayer, DefaultResponseForPanic,
 };
 use seaworthy::layers::tower_http::limit::RequestBodyLimitLayer;
 use seaworthy::layers::{
-    ClientIp, ClientIpLayer, PathGuard, PathGuardLayer, Quota, RateLimitLayer, SecurityHeaders,
-    SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
+    ClientIp, ClientIpLayer, KeyBy, PathGuard, PathGuardLayer, Policy, Quota, RateLimitLayer,
+    SecurityHeaders, SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
 };
 use seaworthy::listener::tls::{HttpsRedirect, Tls, TlsConfig};
 use seaworthy::listener::upgrade::Upgrader;
@@ -125,6 +129,9 @@ struct Settings {
     tls_client_ca: Option<PathBuf>,
     tls_ticket_keys: Option<PathBuf>,
     redis_url: Option<Secret<String>>,
+    rate_limit_replicas: u32,
+    #[serde(with = "seaworthy::config::from_str")]
+    rate_limit_fallback: FallbackSetting,
     #[serde(with = "seaworthy::config::duration")]
     header_read_timeout: Duration,
     #[serde(with = "seaworthy::config::duration")]
@@ -155,6 +162,8 @@ impl Default for Settings {
             tls_client_ca: None,
             tls_ticket_keys: None,
             redis_url: None,
+            rate_limit_replicas: 1,
+            rate_limit_fallback: FallbackSetting::Local,
             header_read_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             max_connections: 10_000,
@@ -163,6 +172,37 @@ impl Default for Settings {
             upgrade_timeout: Duration::from_secs(30),
             upgrade_socket: None,
         }
+    }
+}
+
+/// `RATE_LIMIT_FALLBACK`: what limits while Redis is away.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum FallbackSetting {
+    Local,
+    Open,
+    Closed,
+}
+
+impl std::str::FromStr for FallbackSetting {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "local" => Ok(FallbackSetting::Local),
+            "open" => Ok(FallbackSetting::Open),
+            "closed" => Ok(FallbackSetting::Closed),
+            _ => Err("local, open or closed"),
+        }
+    }
+}
+
+impl std::fmt::Display for FallbackSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FallbackSetting::Local => "local",
+            FallbackSetting::Open => "open",
+            FallbackSetting::Closed => "closed",
+        })
     }
 }
 
@@ -303,6 +343,10 @@ fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
         Some(Some(host)) => Some(host),
         None => None,
     };
+    if settings.rate_limit_replicas == 0 {
+        problems
+            .push("RATE_LIMIT_REPLICAS: at least 1 (the instances sharing the limit)".to_owned());
+    }
     if settings.header_read_timeout < Duration::from_millis(100) {
         problems.push(
             "HEADER_READ_TIMEOUT: at least 100ms (a shorter one cuts every client whose head \
@@ -415,19 +459,18 @@ fn probes_only(
         .service(routes)
 }
 
-/// The routes and the stack, in the documented order.
-fn app(health: HealthService, settings: &Settings) -> Probed {
+/// The routes and the stack, in the documented order; the rate limit in
+/// Redis when `redis` is given, else in this process's memory.
+fn app(health: HealthService, settings: &Settings, redis: Option<RedisStore>) -> Probed {
     let trusted = trusted_proxies(settings);
     let max_body = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
+    let quota = settings.rate_limit.burst(settings.rate_limit_burst);
     let routes = Router::new()
         .route("/", get(|| async { "hello from seaworthy\n" }))
         .route("/slow", get(slow))
         .route("/echo", post(|body: Bytes| async move { body }))
         .layer(
             ServiceBuilder::new()
-                .layer(RateLimitLayer::new(
-                    settings.rate_limit.burst(settings.rate_limit_burst),
-                ))
                 // A declared Content-Length over the limit is a 413 before
                 // the body is read, so `Expect: 100-continue` gets no 100
                 // Continue (tower-http's limit); a chunked body is counted
@@ -436,7 +479,16 @@ fn app(health: HealthService, settings: &Settings) -> Probed {
                 .layer(RequestBodyLimitLayer::new(max_body))
                 .layer(DefaultBodyLimit::max(max_body))
                 .layer(TimeoutLayer::new(settings.request_timeout)),
-        )
+        );
+    // The rate limit outermost of the routes' layers.
+    let routes = match redis {
+        Some(store) => routes.layer(RateLimitLayer::with_store(
+            Policy::new("default", quota, KeyBy::ClientIp { ipv6_prefix: 64 }),
+            store,
+        )),
+        None => routes.layer(RateLimitLayer::new(quota)),
+    };
+    let routes = routes
         // The probes: outside the rate limit, body limit and timeout.
         .route_service("/health", health.clone())
         .route_service("/health/ready", health.clone())
@@ -468,6 +520,52 @@ fn redis_host(url: &str) -> Option<String> {
     } else {
         format!("{host_port}:6379")
     })
+}
+
+/// The shared rate-limit store on `url`, with the fallback the settings
+/// choose.
+fn redis_store(
+    url: &str,
+    settings: &Settings,
+) -> Result<RedisStore, seaworthy::layers::redis_store::RedisStoreError> {
+    let fallback = match settings.rate_limit_fallback {
+        FallbackSetting::Local => Fallback::Local {
+            replicas: settings.rate_limit_replicas,
+        },
+        FallbackSetting::Open => Fallback::Open,
+        FallbackSetting::Closed => Fallback::Closed,
+    };
+    RedisStore::builder(url).fallback(fallback).build()
+}
+
+/// Redis for readiness: a `PING` within 200 ms (its time observed), and a
+/// warning while the shared limit has fallen back. Non-critical: the
+/// service runs on without Redis.
+fn redis_check(store: RedisStore) -> Check {
+    Check::new("redis", move || {
+        let store = store.clone();
+        async move {
+            let ping = store.ping(Duration::from_millis(200)).await;
+            let status = store.status();
+            let result = match (&ping, status.degraded) {
+                (Err(err), _) => CheckResult::fail().with_output(err.to_string()),
+                (Ok(_), true) => CheckResult::warn().with_output(format!(
+                    "the rate limit has fallen back: {}",
+                    status.last_error.unwrap_or_default()
+                )),
+                (Ok(_), false) => CheckResult::pass(),
+            };
+            let millis = ping.map_or(0.0, |took| took.as_secs_f64() * 1000.0);
+            Ok::<_, std::convert::Infallible>(
+                result.with_observed((millis * 100.0).round() / 100.0, "ms"),
+            )
+        }
+    })
+    .kind(Kind::Dependency)
+    .measurement("responseTime")
+    .component_type("datastore")
+    .critical(false)
+    .timeout(Duration::from_millis(300))
 }
 
 /// The free space of the filesystem holding the working directory: warns
@@ -755,8 +853,18 @@ async fn main() -> ExitCode {
     let mut health = HealthRegistry::builder()
         .shutdown(shutdown.token())
         .check(disk_check());
-    if let Some(redis) = &redis {
-        health = health.check(checks::tcp("redis", redis.clone()).critical(false));
+    let redis_store = match (&settings.redis_url, &redis) {
+        (Some(url), Some(_)) => match redis_store(url.expose(), &settings) {
+            Ok(store) => Some(store),
+            Err(err) => {
+                eprintln!("invalid configuration: 1 problem\n  REDIS_URL: {err}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+        _ => None,
+    };
+    if let Some(store) = &redis_store {
+        health = health.check(redis_check(store.clone()));
     }
     if let Some(tls) = &tls {
         health = health.check(seaworthy::tls_check(tls, TLS_WARN_BEFORE));
@@ -835,7 +943,11 @@ async fn main() -> ExitCode {
         // Reloads when the files change (a renewal, a Kubernetes secret).
         shutdown.spawn("tls-watch", tls.clone().watch(shutdown.token()));
     }
-    let serving = server.serve(listener, app(probes, &settings), shutdown.token());
+    let serving = server.serve(
+        listener,
+        app(probes, &settings, redis_store),
+        shutdown.token(),
+    );
     spawn_serving(&shutdown, "http", serving);
 
     // Ready means readiness passes, not merely bound: only then does an

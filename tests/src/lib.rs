@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub use nix::sys::signal::Signal;
 
 pub mod certs;
+pub mod redis_server;
 
 /// A bound for waits that should take milliseconds: generous, so that a
 /// loaded CI machine does not fail a correct program.

@@ -170,6 +170,9 @@ mod gcra;
 pub mod client_ip;
 pub mod path_guard;
 pub mod rate_limit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis_store;
 pub mod security_headers;
 pub mod store;
 pub mod timeout;
@@ -178,6 +181,8 @@ pub use client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, Peer, TrustedProx
 pub use gcra::{Decision, InvalidQuota, Quota};
 pub use path_guard::{PathGuard, PathGuardLayer};
 pub use rate_limit::{KeyBy, KeyFn, Policy, RateLimit, RateLimitLayer, RateLimiter, ip_key};
+#[cfg(feature = "redis")]
+pub use redis_store::RedisStore;
 pub use security_headers::{CspNonce, HeaderPolicy, SecurityHeaders, SecurityHeadersLayer};
 pub use timeout::{Timeout, TimeoutLayer};
 

@@ -1,5 +1,5 @@
 //! Where rate-limit state lives: the bounded in-memory store, and the
-//! `Store` trait for shared ones (Redis, in a later release).
+//! `Store` trait for shared ones (`RedisStore`, feature `redis`).
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -117,6 +117,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Checks one request of `cost` for `key` under `quota`.
     fn check(&self, key: Key, quota: &Quota, cost: u32) -> Self::Future;
+
+    /// Whether other processes read the same state (Redis): then the
+    /// limiter derives keys from header values and key functions with a
+    /// hash every process computes alike (SHA-256), instead of one seeded
+    /// at random in this process. Default `false`.
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// The in-memory store: sharded, bounded, and self-cleaning.

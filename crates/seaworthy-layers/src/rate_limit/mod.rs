@@ -397,7 +397,35 @@ fn digest(state: &RandomState, salt: u8, text: &[u8]) -> Key {
     ]
 }
 
-impl<St> Inner<St> {
+impl<St: Store> Inner<St> {
+    /// The key of a header value or key function's text for policy
+    /// `index`: seeded at random in this process, or the same in every
+    /// process when the store is shared.
+    fn digest(&self, index: usize, text: &[u8]) -> Key {
+        #[cfg(feature = "redis")]
+        if self.store.is_shared() {
+            return stable_digest(index as u8, text);
+        }
+        digest(&self.digest, index as u8, text)
+    }
+}
+
+/// SHA-256 of the policy and the text, as a key: what every replica
+/// derives alike (a shared store hashes it again, with its salt).
+#[cfg(feature = "redis")]
+fn stable_digest(salt: u8, text: &[u8]) -> Key {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::new()
+        .chain_update([salt])
+        .chain_update(text)
+        .finalize();
+    let word = |range: std::ops::Range<usize>| {
+        u64::from_le_bytes(hash[range].try_into().expect("eight bytes"))
+    };
+    [word(0..8), word(8..16)]
+}
+
+impl<St: Store> Inner<St> {
     fn exempt(&self, method: &Method, path: &str) -> bool {
         (self.skip_options && method == Method::OPTIONS)
             || self.skip_paths.iter().any(|skip| skip == path)
@@ -419,10 +447,11 @@ impl<St> Inner<St> {
             KeyBy::Header(name) => request
                 .headers()
                 .get(name)
-                .map(|value| digest(&self.digest, index as u8, value.as_bytes())),
+                .map(|value| self.digest(index, value.as_bytes())),
             KeyBy::Global => Some([u64::MAX, index as u64]),
-            KeyBy::Function(function) => function(&head(request))
-                .map(|key| digest(&self.digest, index as u8, key.as_bytes())),
+            KeyBy::Function(function) => {
+                function(&head(request)).map(|key| self.digest(index, key.as_bytes()))
+            }
         }
     }
 
