@@ -32,16 +32,21 @@
 //! and reset-after: the same facts as the memory store, so the same 429,
 //! `Retry-After` and `RateLimit` fields. Requests from many tasks share one
 //! multiplexed connection (the redis crate's `ConnectionManager`), which
-//! pipelines them.
+//! pipelines them; and decisions that queue up while calls are in flight
+//! share one script call (up to 64), so that under load Redis runs the
+//! script once for many (its Lua call, not the keys, is most of a
+//! decision's cost there). A lone decision goes at once, alone.
 //!
 //! # What Redis sees
 //!
 //! One string key per (client, quota): `{namespace}:` and 32 hex digits of
 //! SHA-256 over a salt, the limiter's key (a client address, or the digest
 //! of a header or a key function's value) and the quota. No address or API
-//! key is stored in clear, every replica derives the same key, and a key
-//! never needs another (Redis Cluster places each on its own slot). The
-//! value is a number of microseconds.
+//! key is stored in clear, every replica derives the same key, and a
+//! decision never needs a second key. The value is the key's theoretical
+//! arrival time in microseconds of Redis's clock. For Redis Cluster, turn
+//! [batching](RedisStoreBuilder::batching) off: each decision is then one
+//! key on its own slot.
 //!
 //! # When Redis goes away
 //!
@@ -77,26 +82,43 @@ use sha2::{Digest, Sha256};
 use crate::store::{Key, MemoryStore, Store, StoreError};
 use crate::{Decision, Quota};
 
-/// The decision, in Redis: KEYS[1] the key; ARGV the interval and the
-/// tolerance in microseconds, and the cost. Answers {allowed, remaining,
-/// retry-after µs, reset-after µs}.
+/// The decisions, in Redis: KEYS the keys; ARGV, three per key, the
+/// interval and the tolerance in microseconds and the cost. Answers four
+/// numbers per key: allowed, remaining, retry-after µs, reset-after µs. One
+/// `TIME` for the whole batch; a key twice in a batch is decided twice, in
+/// order.
 const SCRIPT: &str = r"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local increment = interval * tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + increment
-local debt = new_tat - now
-if debt <= tolerance then
-  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.max(1, math.ceil(debt / 1000)))
-  return {1, math.floor((tolerance - debt) / interval), 0, debt}
+local now = t[1] * 1000000 + t[2]
+local out = {}
+for i = 1, #KEYS do
+  local interval = tonumber(ARGV[3 * i - 2])
+  local tolerance = tonumber(ARGV[3 * i - 1])
+  local tat = tonumber(redis.call('GET', KEYS[i])) or now
+  if tat < now then tat = now end
+  local debt = tat + interval * tonumber(ARGV[3 * i]) - now
+  if debt <= tolerance then
+    redis.call('SET', KEYS[i], string.format('%d', now + debt), 'PX', math.max(1, math.ceil(debt / 1000)))
+    out[#out + 1] = 1
+    out[#out + 1] = math.floor((tolerance - debt) / interval)
+    out[#out + 1] = 0
+    out[#out + 1] = debt
+  else
+    out[#out + 1] = 0
+    out[#out + 1] = math.floor((tolerance - tat + now) / interval)
+    out[#out + 1] = debt - tolerance
+    out[#out + 1] = tat - now
+  end
 end
-local current = tat - now
-return {0, math.floor((tolerance - current) / interval), debt - tolerance, current}
+return out
 ";
+
+/// The most decisions in one script call.
+const MAX_BATCH: usize = 64;
+/// Script calls in flight at once; more decisions wait and join a batch.
+const IN_FLIGHT: usize = 4;
+/// Decisions queued for a batch at most; past it, the fallback decides.
+const QUEUE: usize = 16_384;
 
 /// What decides while Redis is away (the circuit is open).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +147,7 @@ pub struct RedisStoreBuilder {
     failures: u32,
     cooldown: Duration,
     fallback: Fallback,
+    max_batch: usize,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -170,6 +193,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// Whether decisions queued at the same moment share one script call
+    /// (default true: under load Redis runs the script once for many).
+    /// Turn it off for Redis Cluster, where the keys of one call must live
+    /// on one node.
+    pub fn batching(mut self, on: bool) -> Self {
+        self.max_batch = if on { MAX_BATCH } else { 1 };
+        self
+    }
+
     /// What decides while Redis is away. Default `Local { replicas: 1 }`.
     pub fn fallback(mut self, fallback: Fallback) -> Self {
         self.fallback = match fallback {
@@ -194,9 +226,12 @@ impl RedisStoreBuilder {
         let client = redis::Client::open(self.url.as_str()).map_err(|err| RedisStoreError {
             message: format!("not a usable Redis URL ({})", describe(&err)),
         })?;
+        let connection = Arc::new(OnceLock::new());
+        let (jobs, queue) = tokio::sync::mpsc::channel(QUEUE);
+        tokio::spawn(batch(queue, Arc::clone(&connection), self.max_batch));
         let shared = Arc::new(Shared {
-            connection: OnceLock::new(),
-            script: redis::Script::new(SCRIPT),
+            connection,
+            jobs,
             namespace: self.namespace,
             salt: self.salt,
             timeout: self.timeout,
@@ -206,21 +241,26 @@ impl RedisStoreBuilder {
         });
         // Degraded until connected (said only if connecting fails).
         shared.breaker.start();
-        tokio::spawn(connect(client, Arc::clone(&shared)));
+        tokio::spawn(connect(client, Arc::downgrade(&shared)));
         Ok(RedisStore { shared })
     }
 }
 
 /// Connects, retrying with back-off until Redis answers; the connection
 /// manager then reconnects by itself.
-async fn connect(client: redis::Client, shared: Arc<Shared>) {
+async fn connect(client: redis::Client, shared: std::sync::Weak<Shared>) {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(1))
         .set_number_of_retries(1)
         .set_max_delay(1000);
     let mut delay = Duration::from_millis(50);
     loop {
-        match ConnectionManager::new_with_config(client.clone(), config.clone()).await {
+        let attempt = ConnectionManager::new_with_config(client.clone(), config.clone()).await;
+        // The store was dropped: nobody needs the connection.
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match attempt {
             Ok(manager) => {
                 let _ = shared.connection.set(manager);
                 // The next request probes at once.
@@ -231,6 +271,7 @@ async fn connect(client: redis::Client, shared: Arc<Shared>) {
                 shared
                     .breaker
                     .trip(&format!("cannot connect: {}", describe(&err)));
+                drop(shared);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -260,8 +301,9 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    connection: OnceLock<ConnectionManager>,
-    script: redis::Script,
+    connection: Arc<OnceLock<ConnectionManager>>,
+    /// Decisions for the batcher.
+    jobs: tokio::sync::mpsc::Sender<Job>,
     namespace: String,
     salt: Vec<u8>,
     timeout: Duration,
@@ -304,6 +346,7 @@ impl RedisStore {
             failures: 3,
             cooldown: Duration::from_secs(1),
             fallback: Fallback::Local { replicas: 1 },
+            max_batch: MAX_BATCH,
         }
     }
 
@@ -449,22 +492,26 @@ impl Store for RedisStore {
         let shared = Arc::clone(&self.shared);
         let quota = *quota;
         Box::pin(async move {
-            let connection = match shared.connection.get() {
-                Some(connection) if shared.breaker.allow() => connection,
-                _ => return shared.fall_back(key, &quota, cost),
-            };
-            let mut connection = connection.clone();
+            if shared.connection.get().is_none() || !shared.breaker.allow() {
+                return shared.fall_back(key, &quota, cost);
+            }
             let interval = micros(quota.interval());
-            let tolerance = interval.saturating_mul(u64::from(quota.capacity()));
-            let mut invocation = shared.script.prepare_invoke();
-            invocation
-                .key(shared.redis_key(&key, &quota))
-                .arg(interval)
-                .arg(tolerance)
-                .arg(cost.max(1));
-            let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut connection);
-            match tokio::time::timeout(shared.timeout, call).await {
-                Ok(Ok((allowed, remaining, retry_after, reset_after))) => {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = Job {
+                key: shared.redis_key(&key, &quota),
+                args: [
+                    interval,
+                    interval.saturating_mul(u64::from(quota.capacity())),
+                    u64::from(cost.max(1)),
+                ],
+                reply,
+            };
+            if shared.jobs.try_send(job).is_err() {
+                shared.breaker.failure("too many decisions waiting");
+                return shared.fall_back(key, &quota, cost);
+            }
+            match tokio::time::timeout(shared.timeout, answer).await {
+                Ok(Ok(Ok([allowed, remaining, retry_after, reset_after]))) => {
                     shared.breaker.success();
                     Ok(Decision {
                         allowed: allowed == 1,
@@ -473,16 +520,93 @@ impl Store for RedisStore {
                         reset_after: Duration::from_micros(reset_after.max(0).unsigned_abs()),
                     })
                 }
-                Ok(Err(err)) => {
-                    shared.breaker.failure(&describe(&err));
+                Ok(Ok(Err(why))) => {
+                    shared.breaker.failure(&why);
                     shared.fall_back(key, &quota, cost)
                 }
-                Err(_) => {
+                Ok(Err(_)) | Err(_) => {
                     shared.breaker.failure("timed out");
                     shared.fall_back(key, &quota, cost)
                 }
             }
         })
+    }
+}
+
+/// One decision waiting for a batch: its key, the script's three
+/// arguments, and where the answer goes.
+struct Job {
+    key: String,
+    args: [u64; 3],
+    reply: tokio::sync::oneshot::Sender<Result<[i64; 4], String>>,
+}
+
+/// Sends the queued decisions to Redis, many per script call when they
+/// queue up: at most [`IN_FLIGHT`] calls at once, each with every decision
+/// queued when it starts (up to [`MAX_BATCH`]). A lone decision goes at
+/// once, alone; under load, one call carries many, and Redis runs the
+/// script once for them all (one `TIME`, one Lua call). Ends when the
+/// store is dropped.
+async fn batch(
+    mut queue: tokio::sync::mpsc::Receiver<Job>,
+    connection: Arc<OnceLock<ConnectionManager>>,
+    max_batch: usize,
+) {
+    static DECIDE: std::sync::LazyLock<redis::Script> =
+        std::sync::LazyLock::new(|| redis::Script::new(SCRIPT));
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(IN_FLIGHT));
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            return;
+        };
+        let Some(first) = queue.recv().await else {
+            return;
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        // A request that stopped waiting (its timeout) is not sent.
+        jobs.retain(|job| !job.reply.is_closed());
+        let Some(mut connection) = connection.get().cloned() else {
+            continue;
+        };
+        if jobs.is_empty() {
+            continue;
+        }
+        let mut invocation = DECIDE.prepare_invoke();
+        for job in &jobs {
+            invocation.key(&job.key);
+            for arg in job.args {
+                invocation.arg(arg);
+            }
+        }
+        let call = async move {
+            let answer = invocation.invoke_async::<Vec<i64>>(&mut connection).await;
+            match answer {
+                Ok(numbers) if numbers.len() == 4 * jobs.len() => {
+                    for (job, four) in jobs.into_iter().zip(numbers.chunks_exact(4)) {
+                        let _ = job.reply.send(Ok([four[0], four[1], four[2], four[3]]));
+                    }
+                }
+                Ok(_) => {
+                    for job in jobs {
+                        let _ = job.reply.send(Err("a malformed answer".to_owned()));
+                    }
+                }
+                Err(err) => {
+                    let why = describe(&err);
+                    for job in jobs {
+                        let _ = job.reply.send(Err(why.clone()));
+                    }
+                }
+            }
+            drop(permit);
+        };
+        tokio::spawn(call);
     }
 }
 
@@ -645,8 +769,8 @@ mod tests {
     #[test]
     fn keys_are_hashed_salted_and_per_quota() {
         let store = Shared {
-            connection: OnceLock::new(),
-            script: redis::Script::new(SCRIPT),
+            connection: Arc::new(OnceLock::new()),
+            jobs: tokio::sync::mpsc::channel(1).0,
             namespace: "rl".to_owned(),
             salt: b"s".to_vec(),
             timeout: Duration::from_millis(5),
