@@ -147,3 +147,62 @@ fn redis_killed_or_paused_under_load_costs_no_5xx_and_the_shared_limit_returns()
         child.output()
     );
 }
+
+/// libfaketime (Debian package `faketime`, installed by `.ci/run`).
+fn libfaketime() -> std::path::PathBuf {
+    [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|dir| std::path::Path::new(dir).join("faketime/libfaketimeMT.so.1"))
+    .find(|path| path.exists())
+    .expect("libfaketime is installed (Debian package faketime)")
+}
+
+#[test]
+fn instances_whose_clocks_differ_by_hours_agree_through_redis() {
+    // One instance's clock runs two hours ahead (libfaketime, wall clock
+    // and monotonic alike). Had a store used the instance's clock, that one
+    // would see every debt as long paid and let most requests through; the
+    // script reads Redis's clock, so the quota holds exactly.
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let faketime = libfaketime();
+    let env = [
+        ("REDIS_URL", url.as_str()),
+        ("TRUSTED_PROXIES", "127.0.0.1/32"),
+        ("RATE_LIMIT", "10/min"),
+        ("RATE_LIMIT_BURST", "4"),
+        ("SHUTDOWN_DRAIN_DELAY", "0s"),
+    ];
+    let mut skewed_env = env.to_vec();
+    skewed_env.extend([
+        ("LD_PRELOAD", faketime.to_str().unwrap()),
+        ("FAKETIME", "+2h"),
+    ]);
+    let instances = vec![Child::production(&env), Child::production(&skewed_env)];
+    // The skew is real: the skewed instance's Date header is two hours on.
+    let dates: Vec<String> = instances
+        .iter()
+        .map(|(_, addr)| {
+            let response = Conn::connect(*addr).unwrap().get("/health").unwrap();
+            response.header("date").unwrap().to_owned()
+        })
+        .collect();
+    assert_ne!(dates[0], dates[1], "{dates:?}");
+    for (_, addr) in &instances {
+        until_redis_passes(*addr);
+    }
+    let mut conns: Vec<Conn> = instances
+        .iter()
+        .map(|(_, addr)| Conn::connect(*addr).unwrap())
+        .collect();
+    let statuses: Vec<u16> = (0..30)
+        .map(|round| get_as(&mut conns[round % 2], "203.0.113.60"))
+        .collect();
+    let passed = statuses.iter().filter(|&&status| status == 200).count();
+    assert_eq!(passed, 5, "{statuses:?}");
+    stop(instances);
+}
