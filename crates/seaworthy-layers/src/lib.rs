@@ -109,7 +109,10 @@
 //! flood of ten million distinct keys cannot take it past the cap, and a
 //! client that keeps sending keeps its state. The clock is monotonic (`CLOCK_MONOTONIC_COARSE` on Linux, never a
 //! TSC) and injectable.
-//! The [`Store`](store::Store) trait is the seam for a shared store.
+//! The [`Store`](store::Store) trait is the seam for a shared store:
+//! `RedisStore` (feature `redis`, module `redis_store`) holds one quota for
+//! every replica, one round trip per decision, with a local fallback while
+//! Redis is away (docs/redis.md).
 //!
 //! # Security headers
 //!
@@ -129,7 +132,17 @@
 //! `X-Forwarded-For`, so a forged header buys a fresh bucket per request;
 //! here only trusted proxies' headers count, from the right. governor is
 //! faster on small key sets (lock-free per-key state); see
-//! docs/benchmarks.md.
+//! docs/benchmarks.md. Neither shares a limit between replicas.
+//!
+//! # Comparison with redis-cell, express-rate-limit's Redis store and Envoy
+//!
+//! redis-cell runs the same GCRA as a Redis module, which managed Redis
+//! services do not load; here it is a Lua script any Redis 5+ runs. The
+//! INCR + EXPIRE fixed window of express-rate-limit's Redis store and most
+//! tutorials is cheaper for Redis but lets twice the quota through at a
+//! window's edge, and nothing decides when Redis is down; Envoy's
+//! rate-limit service is a separate deployment. Here: the GCRA, a timeout,
+//! a circuit breaker and a fallback of the user's choice.
 //!
 //! # Comparison with axum-client-ip
 //!
@@ -153,6 +166,8 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` | reads axum's `ConnectInfo<SocketAddr>` and `ConnectInfo<Addr>` as the peer (enables axum's `tokio` feature, which `ConnectInfo` needs) |
+//! | `redis` | `RedisStore`, the rate limit shared through Redis: the redis crate (its multiplexed `ConnectionManager`) and sha2; about 140 more crates, most of them `url`'s IDNA tables |
+//! | `redis-tls` | `rediss://` URLs (rustls, with the webpki roots) |
 //!
 //! With default features the crate has 24 normal dependencies in all
 //! (`cargo tree -e normal` on Linux): `http`, tower's `Layer` and `Service` traits, tower-http
@@ -190,6 +205,11 @@ pub use timeout::{Timeout, TimeoutLayer};
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/layers.md")]
 mod guide {}
+
+/// docs/redis.md's examples, likewise.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../../../docs/redis.md")]
+mod redis_guide {}
 
 /// tower-http's layers, re-exported rather than rewritten: CORS, body
 /// limit, timeout, catch-panic.
