@@ -13,16 +13,23 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// More arguments (TLS, a password), kept for a restart.
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it answers `PING`.
     pub fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let mut server = RedisServer { child: None, port };
+        RedisServer::start_with(Vec::new())
+    }
+
+    /// The same with more arguments (`--tls-port …`, `--requirepass …`).
+    pub fn start_with(extra: Vec<String>) -> RedisServer {
+        let mut server = RedisServer {
+            child: None,
+            port: free_port(),
+            extra,
+        };
         server.restart();
         server
     }
@@ -38,6 +45,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server runs (Debian package redis-server; .ci/run installs it)");
@@ -53,7 +61,8 @@ impl RedisServer {
         }
     }
 
-    /// Whether it answers `PING` within 200 ms.
+    /// Whether it answers `PING` within 200 ms (`+PONG`, or `-NOAUTH`
+    /// when it wants a password: either way, it is up).
     pub fn answers(&self) -> bool {
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -62,7 +71,7 @@ impl RedisServer {
         let mut reply = [0_u8; 7];
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut reply).is_ok()
-            && &reply == b"+PONG\r\n"
+            && (&reply == b"+PONG\r\n" || reply.starts_with(b"-NOAUTH"))
     }
 
     /// Sends a raw command (inline syntax) and returns the reply's first
@@ -108,6 +117,14 @@ impl RedisServer {
     pub fn resume(&self) {
         signal(self.pid(), "-CONT");
     }
+}
+
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 fn signal(pid: u32, which: &str) {

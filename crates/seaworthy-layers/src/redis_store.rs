@@ -148,6 +148,8 @@ pub struct RedisStoreBuilder {
     cooldown: Duration,
     fallback: Fallback,
     max_batch: usize,
+    #[cfg(feature = "redis-tls")]
+    root_ca: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -202,6 +204,15 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// For `rediss://`: trust the CA certificates in this PEM instead of
+    /// the public roots (a Redis with a certificate of a private CA).
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn tls_root_ca(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_ca = Some(pem.into());
+        self
+    }
+
     /// What decides while Redis is away. Default `Local { replicas: 1 }`.
     pub fn fallback(mut self, fallback: Fallback) -> Self {
         self.fallback = match fallback {
@@ -223,9 +234,29 @@ impl RedisStoreBuilder {
     /// `redis-tls` feature, `redis+unix://`). The error never repeats the
     /// URL, which may hold a password.
     pub fn build(self) -> Result<RedisStore, RedisStoreError> {
-        let client = redis::Client::open(self.url.as_str()).map_err(|err| RedisStoreError {
+        // rediss:// takes rustls' process-wide provider; when the program
+        // installed none and the tree enables two, rustls would panic.
+        #[cfg(feature = "redis-tls")]
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        }
+        let unusable = |err: redis::RedisError| RedisStoreError {
             message: format!("not a usable Redis URL ({})", describe(&err)),
-        })?;
+        };
+        #[cfg(feature = "redis-tls")]
+        let client = match self.root_ca {
+            Some(root) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                },
+            ),
+            None => redis::Client::open(self.url.as_str()),
+        }
+        .map_err(unusable)?;
+        #[cfg(not(feature = "redis-tls"))]
+        let client = redis::Client::open(self.url.as_str()).map_err(unusable)?;
         let connection = Arc::new(OnceLock::new());
         let (jobs, queue) = tokio::sync::mpsc::channel(QUEUE);
         tokio::spawn(batch(queue, Arc::clone(&connection), self.max_batch));
@@ -255,10 +286,21 @@ async fn connect(client: redis::Client, shared: std::sync::Weak<Shared>) {
         .set_max_delay(1000);
     let mut delay = Duration::from_millis(50);
     loop {
-        let attempt = ConnectionManager::new_with_config(client.clone(), config.clone()).await;
+        // On a task of its own: a connection attempt that panics (a TLS
+        // setup the client library cannot do) is a failure to report, not
+        // the end of the retries.
+        let attempt = tokio::spawn(ConnectionManager::new_with_config(
+            client.clone(),
+            config.clone(),
+        ))
+        .await;
         // The store was dropped: nobody needs the connection.
         let Some(shared) = shared.upgrade() else {
             return;
+        };
+        let attempt = match attempt {
+            Ok(attempt) => attempt.map_err(|err| describe(&err)),
+            Err(_) => Err("the connection attempt panicked".to_owned()),
         };
         match attempt {
             Ok(manager) => {
@@ -268,9 +310,7 @@ async fn connect(client: redis::Client, shared: std::sync::Weak<Shared>) {
                 return;
             }
             Err(err) => {
-                shared
-                    .breaker
-                    .trip(&format!("cannot connect: {}", describe(&err)));
+                shared.breaker.trip(&format!("cannot connect: {err}"));
                 drop(shared);
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
@@ -347,6 +387,8 @@ impl RedisStore {
             cooldown: Duration::from_secs(1),
             fallback: Fallback::Local { replicas: 1 },
             max_batch: MAX_BATCH,
+            #[cfg(feature = "redis-tls")]
+            root_ca: None,
         }
     }
 

@@ -327,3 +327,81 @@ async fn a_flushed_script_is_loaded_again() {
     );
     assert!(passes(&limiter, &request("192.0.2.6")).await);
 }
+
+#[cfg(feature = "redis-tls")]
+#[path = "../../../tests/src/certs.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod certs;
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_with_a_password_shares_the_limit_and_a_wrong_password_falls_back() {
+    let dir = std::env::temp_dir().join(format!("seaworthy-rediss-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = certs::Ca::new("redis CA");
+    let (cert, key) = ca
+        .server(&["localhost", "127.0.0.1"], certs::Validity::Current)
+        .write(&ca, &dir, "redis");
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let tls_port = redis_server::free_port();
+    let arg = |path: &std::path::Path| path.to_str().unwrap().to_owned();
+    let _server = RedisServer::start_with(vec![
+        "--tls-port".into(),
+        tls_port.to_string(),
+        "--tls-cert-file".into(),
+        arg(&cert),
+        "--tls-key-file".into(),
+        arg(&key),
+        "--tls-ca-cert-file".into(),
+        arg(&ca_file),
+        "--tls-auth-clients".into(),
+        "no".into(),
+        "--requirepass".into(),
+        "s3cret-pass".into(),
+    ]);
+    // The server's certificate is checked against the test's CA.
+    let url = format!("rediss://:s3cret-pass@localhost:{tls_port}");
+    let shared = RedisStore::builder(url)
+        .tls_root_ca(ca.pem.clone())
+        .build()
+        .unwrap();
+    let limiter = limiter_on(shared.clone(), Quota::per_minute(1));
+    let started = Instant::now();
+    while shared.ping(Duration::from_secs(1)).await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            shared.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(passes(&limiter, &request("192.0.2.80")).await);
+    assert!(
+        !passes(&limiter, &request("192.0.2.80")).await,
+        "decided in Redis"
+    );
+    assert!(!shared.status().degraded);
+
+    let wrong = RedisStore::builder(format!("rediss://:nope@localhost:{tls_port}"))
+        .tls_root_ca(ca.pem.clone())
+        .fallback(Fallback::Open)
+        .build()
+        .unwrap();
+    let limiter = limiter_on(wrong.clone(), Quota::per_minute(1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        assert!(passes(&limiter, &request("192.0.2.81")).await);
+    }
+    let status = wrong.status();
+    assert!(status.degraded, "{status:?}");
+    assert!(!format!("{status:?}").contains("nope"), "{status:?}");
+    // A certificate no trusted CA signed: no connection, the fallback.
+    let untrusted = RedisStore::builder(format!("rediss://:s3cret-pass@localhost:{tls_port}"))
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(untrusted.ping(Duration::from_millis(200)).await.is_err());
+    assert!(untrusted.status().degraded);
+    let _ = std::fs::remove_dir_all(&dir);
+}
