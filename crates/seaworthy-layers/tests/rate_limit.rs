@@ -381,3 +381,26 @@ async fn configuring_a_clone_changes_that_clone_only_and_the_counts_stay_shared(
     );
     assert_eq!(call(&mut second, "/free").await, StatusCode::OK);
 }
+
+#[test]
+fn two_per_client_policies_keep_their_own_state() {
+    use seaworthy_layers::rate_limit::{Checked, Verdict};
+    use seaworthy_layers::{ClientIp, KeyBy, Policy, Quota, RateLimiter};
+    // 100/s with a burst of 10, and 1000/h with a burst of 10: eleven pass
+    // at once (both bursts), then the per-second policy refuses.
+    let limiter = RateLimiter::new(Quota::per_second(100).burst(10)).policy(Policy::new(
+        "hour",
+        Quota::per_hour(1000).burst(10),
+        KeyBy::ClientIp { ipv6_prefix: 64 },
+    ));
+    let mut request = http::Request::new(());
+    request.extensions_mut().insert(ClientIp {
+        ip: "192.0.2.9".parse().unwrap(),
+        https: false,
+        forwarded: false,
+    });
+    let passed = (0..30)
+        .filter(|_| matches!(limiter.check(&request), Checked::Ready(Verdict::Pass(_))))
+        .count();
+    assert_eq!(passed, 11);
+}

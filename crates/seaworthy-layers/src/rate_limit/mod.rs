@@ -435,7 +435,18 @@ impl<St: Store> Inner<St> {
     fn key<B>(&self, index: usize, request: &Request<B>, client: Option<IpAddr>) -> Option<Key> {
         match &self.policies[index].key {
             KeyBy::ClientIp { ipv6_prefix } => Some(match client {
-                Some(ip) => ip_key(ip, *ipv6_prefix),
+                // The first policy keys by the address itself; a later one
+                // by a digest of it and the policy, so that two per-client
+                // policies (per second and per hour, say) keep their own
+                // state. (They shared it: the hourly debt refused at once.)
+                Some(ip) if index == 0 => ip_key(ip, *ipv6_prefix),
+                Some(ip) => {
+                    let [high, low] = ip_key(ip, *ipv6_prefix);
+                    let mut bytes = [0_u8; 16];
+                    bytes[..8].copy_from_slice(&high.to_le_bytes());
+                    bytes[8..].copy_from_slice(&low.to_le_bytes());
+                    self.digest(index, &bytes)
+                }
                 None => {
                     if self.logged.first_of(Once::NO_PEER) {
                         tracing::error!("{NO_PEER}");
