@@ -14,6 +14,7 @@
 //! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
 //! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard, each a framework-free decision with a tower skin |
 //! | `redis` | `layers::redis_store` | `seaworthy-layers` (feature `redis`) | the rate limit shared by every replica through Redis: one round trip per decision, a local fallback while Redis is away |
+//! | `redis-tls` | | `seaworthy-layers` (feature `redis-tls`) | `rediss://` for the shared store |
 //! | `listener` or `layers` | `connection` | `seaworthy-connection` | the connection facts both share (`ConnectionInfo`, `Addr`) |
 //! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener`; the layers read axum's `ConnectInfo` as the peer |
 //! | `full` | all of the above | | |
