@@ -17,6 +17,7 @@
 //! | `redis-tls` | | `seaworthy-layers` (feature `redis-tls`) | `rediss://` for the shared store |
 //! | `listener` or `layers` | `connection` | `seaworthy-connection` | the connection facts both share (`ConnectionInfo`, `Addr`) |
 //! | `axum` | | | axum's `Listener` trait and `ConnectInfo` in `seaworthy-listener`; the layers read axum's `ConnectInfo` as the peer |
+//! | `actix` | `actix` | `seaworthy-actix` | the same decisions as actix-web 4 middlewares, the probes as routes, actix's server under the shutdown |
 //! | `full` | all of the above | | |
 //!
 //! Each crate compiles only what its job needs, and every feature builds
@@ -25,7 +26,6 @@
 //! hand-off, systemd inheritance, socket filters) builds on the platforms
 //! tokio supports.
 //!
-//! The actix-web integration follows as its crate lands.
 //!
 //! # Example
 //!
@@ -63,6 +63,11 @@ pub use seaworthy_listener as listener;
 #[cfg_attr(docsrs, doc(cfg(feature = "health")))]
 #[doc(inline)]
 pub use seaworthy_health as health;
+
+#[cfg(feature = "actix")]
+#[cfg_attr(docsrs, doc(cfg(feature = "actix")))]
+#[doc(inline)]
+pub use seaworthy_actix as actix;
 
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]

@@ -1,0 +1,365 @@
+//! The middlewares: each a thin skin over seaworthy-layers' decision.
+
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::error::InternalError;
+use actix_web::{Error, HttpMessage, HttpResponse};
+use seaworthy_layers::rate_limit::{RateLimiter, Verdict};
+use seaworthy_layers::store::{MemoryStore, Store};
+use seaworthy_layers::{ClientIpResolver, HeaderPolicy, Peer, Quota, TrustedProxies};
+
+use crate::convert;
+
+type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// Resolves the client's address (seaworthy-layers'
+/// [`ClientIpResolver`]): the peer, or what trusted proxies say in
+/// `Forwarded` / `X-Forwarded-For` (rightmost untrusted hop), never a
+/// client's own header. Puts the [`ClientIp`](seaworthy_layers::ClientIp)
+/// in the request's extensions for the middlewares inside and the
+/// handlers; strips forwarding headers an untrusted peer sent.
+///
+/// Register it last (`App::wrap` runs the last one first) so that it sees
+/// every request before the rest.
+#[derive(Clone, Debug)]
+pub struct ResolveClientIp {
+    resolver: Arc<ClientIpResolver>,
+}
+
+impl ResolveClientIp {
+    /// Trusting `trusted` (none: the peer is the client).
+    pub fn new(trusted: TrustedProxies) -> Self {
+        ResolveClientIp::with_resolver(ClientIpResolver::new(trusted))
+    }
+
+    /// With a configured resolver (header choice, hops).
+    pub fn with_resolver(resolver: ClientIpResolver) -> Self {
+        ResolveClientIp {
+            resolver: Arc::new(resolver),
+        }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for ResolveClientIp
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = ResolveClientIpService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ResolveClientIpService {
+            service,
+            resolver: Arc::clone(&self.resolver),
+        }))
+    }
+}
+
+/// [`ResolveClientIp`] around a service.
+#[derive(Debug)]
+pub struct ResolveClientIpService<S> {
+    service: S,
+    resolver: Arc<ClientIpResolver>,
+}
+
+impl<S, B> Service<ServiceRequest> for ResolveClientIpService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = S::Future;
+
+    forward_ready!(service);
+
+    fn call(&self, mut request: ServiceRequest) -> Self::Future {
+        if let Some(peer) = request.peer_addr() {
+            let mut headers = convert::to_http(request.headers());
+            let client = self.resolver.apply(Peer::tcp(peer.ip()), &mut headers);
+            if headers.len() != request.headers().len() {
+                convert::from_http(&headers, request.headers_mut());
+            }
+            request.extensions_mut().insert(client);
+        }
+        self.service.call(request)
+    }
+}
+
+/// Security headers on every response, errors included (an error a
+/// middleware inside returned is turned into its response here, then
+/// given the headers): seaworthy-layers' [`HeaderPolicy`], HSTS only when
+/// the client's connection is https (as [`ResolveClientIp`] resolved it,
+/// else whether actix serves TLS). A header the handler set is kept.
+#[derive(Clone, Debug)]
+pub struct SecurityHeaders {
+    policy: Arc<HeaderPolicy>,
+}
+
+impl SecurityHeaders {
+    /// With `policy`.
+    pub fn new(policy: HeaderPolicy) -> Self {
+        SecurityHeaders {
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// [`HeaderPolicy::api`]: for JSON APIs.
+    pub fn api() -> Self {
+        SecurityHeaders::new(HeaderPolicy::api())
+    }
+
+    /// [`HeaderPolicy::web`]: for pages, with a CSP nonce per request in
+    /// the request's extensions ([`CspNonce`](seaworthy_layers::CspNonce)).
+    pub fn web() -> Self {
+        SecurityHeaders::new(HeaderPolicy::web())
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SecurityHeaders
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = SecurityHeadersService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SecurityHeadersService {
+            service,
+            policy: Arc::clone(&self.policy),
+        }))
+    }
+}
+
+/// [`SecurityHeaders`] around a service.
+#[derive(Debug)]
+pub struct SecurityHeadersService<S> {
+    service: S,
+    policy: Arc<HeaderPolicy>,
+}
+
+impl<S, B> Service<ServiceRequest> for SecurityHeadersService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalFuture<Result<Self::Response, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let nonce = self.policy.nonce();
+        if let Some(nonce) = &nonce {
+            request.extensions_mut().insert(nonce.clone());
+        }
+        let https = convert::is_https(request.request());
+        let response = self.service.call(request);
+        let policy = Arc::clone(&self.policy);
+        let apply = move |headers: &mut actix_web::http::header::HeaderMap| {
+            let mut map = convert::to_http(headers);
+            policy.apply(&mut map, https, nonce.as_ref());
+            convert::from_http(&map, headers);
+        };
+        Box::pin(async move {
+            match response.await {
+                Ok(mut response) => {
+                    apply(response.headers_mut());
+                    Ok(response)
+                }
+                // An error a middleware inside returned becomes its
+                // response here, with the headers, instead of later,
+                // without them.
+                Err(err) => {
+                    let mut response = err.error_response();
+                    apply(response.headers_mut());
+                    Err(InternalError::from_response(err, response).into())
+                }
+            }
+        })
+    }
+}
+
+/// The rate limit: seaworthy-layers' [`RateLimiter`] (GCRA per client,
+/// policies, a memory or a Redis store), 429 with `Retry-After` and the
+/// `RateLimit` fields past it. Counts the client [`ResolveClientIp`]
+/// resolved, else the peer.
+pub struct RateLimit<St = MemoryStore> {
+    limiter: RateLimiter<St>,
+}
+
+impl<St> Clone for RateLimit<St> {
+    fn clone(&self) -> Self {
+        RateLimit {
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+impl<St> std::fmt::Debug for RateLimit<St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("limiter", &self.limiter)
+            .finish()
+    }
+}
+
+impl RateLimit<MemoryStore> {
+    /// `quota` per client IP, as [`RateLimiter::new`].
+    pub fn new(quota: Quota) -> Self {
+        RateLimit::with_limiter(RateLimiter::new(quota))
+    }
+}
+
+impl<St> RateLimit<St> {
+    /// Over a configured limiter (policies, paths skipped, a Redis store).
+    pub fn with_limiter(limiter: RateLimiter<St>) -> Self {
+        RateLimit { limiter }
+    }
+}
+
+impl<S, B, St> Transform<S, ServiceRequest> for RateLimit<St>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+    St: Store,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = RateLimitService<S, St>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RateLimitService {
+            service: Rc::new(service),
+            limiter: self.limiter.clone(),
+        }))
+    }
+}
+
+/// [`RateLimit`] around a service.
+pub struct RateLimitService<S, St> {
+    service: Rc<S>,
+    limiter: RateLimiter<St>,
+}
+
+impl<S, St> std::fmt::Debug for RateLimitService<S, St> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitService").finish_non_exhaustive()
+    }
+}
+
+impl<S, B, St> Service<ServiceRequest> for RateLimitService<S, St>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+    St: Store,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalFuture<Result<Self::Response, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let checked = self.limiter.check(&convert::head(&request));
+        let service = Rc::clone(&self.service);
+        Box::pin(async move {
+            match checked.verdict().await {
+                Verdict::Refuse(refusal) => {
+                    let mut headers = http::HeaderMap::new();
+                    refusal.apply(&mut headers);
+                    let mut response = HttpResponse::TooManyRequests().finish();
+                    convert::insert_http(&headers, response.headers_mut());
+                    Ok(request.into_response(response).map_into_right_body())
+                }
+                Verdict::Pass(pass) => {
+                    if !pass.wait().is_zero() {
+                        tokio::time::sleep(pass.wait()).await;
+                    }
+                    let mut response = service.call(request).await?.map_into_left_body();
+                    if let Some(fields) = pass.headers() {
+                        let mut headers = http::HeaderMap::new();
+                        fields.apply(&mut headers);
+                        convert::insert_http(&headers, response.headers_mut());
+                    }
+                    Ok(response)
+                }
+                _ => Ok(service.call(request).await?.map_into_left_body()),
+            }
+        })
+    }
+}
+
+/// Refuses with 400 a path that tries to leave its directory in any
+/// encoding (seaworthy-layers'
+/// [`is_suspicious`](seaworthy_layers::path_guard::is_suspicious)): `..`,
+/// `%2e%2e`, `..;`, double encoding, overlong UTF-8.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PathGuard;
+
+impl PathGuard {
+    /// The guard.
+    pub fn new() -> Self {
+        PathGuard
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for PathGuard
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = PathGuardService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(PathGuardService { service }))
+    }
+}
+
+/// [`PathGuard`] around a service.
+#[derive(Debug)]
+pub struct PathGuardService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for PathGuardService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = LocalFuture<Result<Self::Response, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        if seaworthy_layers::path_guard::is_suspicious(request.uri().path()) {
+            tracing::debug!(path = request.uri().path(), "suspicious path refused");
+            let response = request.into_response(HttpResponse::BadRequest().finish());
+            return Box::pin(ready(Ok(response.map_into_right_body())));
+        }
+        let response = self.service.call(request);
+        Box::pin(async move { Ok(response.await?.map_into_left_body()) })
+    }
+}
