@@ -14,8 +14,10 @@
 //! | [`SecurityHeaders`] | the OWASP presets (`HeaderPolicy`) on every response, errors included, HSTS only over https |
 //! | [`PathGuard`] | 400 for paths that leave their directory in any encoding (`is_suspicious`) |
 //!
-//! plus [`probes`] (seaworthy-health's probes as routes) and [`serve`]
-//! (actix's server stopped by seaworthy's shutdown phases).
+//! plus [`probes`] (seaworthy-health's probes as routes), [`listen`]
+//! (seaworthy's bound, inherited or upgrade-handed sockets moved into
+//! `HttpServer`) and [`serve`] (actix's server stopped by seaworthy's
+//! shutdown phases).
 //!
 //! # Example
 //!
@@ -55,10 +57,12 @@
 
 mod convert;
 mod health;
+mod listen;
 mod middleware;
 mod shutdown;
 
 pub use health::probes;
+pub use listen::listen;
 pub use middleware::{
     PathGuard, PathGuardService, RateLimit, RateLimitService, ResolveClientIp,
     ResolveClientIpService, SecurityHeaders, SecurityHeadersService,

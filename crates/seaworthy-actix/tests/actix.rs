@@ -260,3 +260,23 @@ async fn the_shutdown_stops_actix_after_its_request_in_flight_and_then_refuses()
     );
     assert!(TcpStream::connect(addr).await.is_err(), "stopped: refused");
 }
+
+#[actix_web::test]
+async fn a_seaworthy_listener_moves_into_actix_and_a_stopped_server_refuses() {
+    let listener = seaworthy_listener::Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap().as_tcp().unwrap();
+    let server = HttpServer::new(|| App::new().route("/", web::get().to(|| async { "moved" })))
+        .disable_signals()
+        .workers(1);
+    let server = seaworthy_actix::listen(server, listener)
+        .await
+        .unwrap()
+        .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    assert_eq!(get(addr, "/", "").await.body, "moved");
+    handle.stop(true).await;
+    // No duplicate descriptor kept the socket listening: refused, at once.
+    let refused = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
+    assert!(matches!(refused, Ok(Err(_))), "{refused:?}");
+}

@@ -168,7 +168,7 @@ pub mod upgrade;
 
 pub use bind::Bind;
 pub use error::Error;
-pub use listener::{Listener, Source, Stream};
+pub use listener::{Listener, Source, StdListener, Stream};
 /// The facts of a connection, from the leaf crate the layers share.
 #[doc(inline)]
 pub use seaworthy_connection::{Addr, ConnectionInfo, TlsInfo};

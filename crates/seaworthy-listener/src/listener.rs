@@ -37,6 +37,18 @@ pub enum Source {
     },
 }
 
+/// A listening socket as the standard library has it, from
+/// [`Listener::into_std`]; non-blocking.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StdListener {
+    /// TCP.
+    Tcp(std::net::TcpListener),
+    /// A Unix domain socket.
+    #[cfg(unix)]
+    Unix(std::os::unix::net::UnixListener),
+}
+
 /// A listening socket, whatever its source: bound here
 /// ([`bind`](Self::bind), [`builder`](Self::builder)) or inherited
 /// ([`from_systemd`](Self::from_systemd),
@@ -223,6 +235,34 @@ impl Listener {
     /// Where the socket came from.
     pub fn source(&self) -> &Source {
         &self.source
+    }
+
+    /// The socket as the standard library's listener, for a server other
+    /// than seaworthy's (actix-web's `HttpServer::listen`, say). The
+    /// descriptor is moved, not duplicated: when that server stops and
+    /// closes it, new connections are refused at once, instead of waiting
+    /// in a queue nobody reads. In an upgrade, waits first until this
+    /// process may accept (after [`Upgrader::ready`](crate::upgrade::Upgrader::ready)),
+    /// so that the other server too takes no connection before the old
+    /// process has handed over.
+    ///
+    /// What seaworthy's [`Server`](crate::Server) does around the socket
+    /// (back-off on `EMFILE`, the SYN filter and queue sweep of the drain)
+    /// is then the other server's to do, or not.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot be made a standard one (rare).
+    pub async fn into_std(self) -> io::Result<StdListener> {
+        #[cfg(unix)]
+        if let Some(gate) = &self.gate {
+            gate.cancelled().await;
+        }
+        match self.inner {
+            Inner::Tcp(listener) => listener.into_std().map(StdListener::Tcp),
+            #[cfg(unix)]
+            Inner::Unix(listener) => listener.into_std().map(StdListener::Unix),
+        }
     }
 
     /// Accepts the next connection, retrying per-connection errors and
