@@ -83,7 +83,7 @@ use seaworthy::config::{Loader, Secret};
 use seaworthy::health::{
     Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, Probe, Status,
 };
-use seaworthy::layers::client_ip::{ClientIpService, IpNet};
+use seaworthy::layers::client_ip::ClientIpService;
 use seaworthy::layers::redis_store::{Fallback, RedisStore};
 use seaworthy::layers::tower_http::catch_panic::{
     CatchPanic, CatchPanicLayer, DefaultResponseForPanic,
@@ -97,7 +97,7 @@ use seaworthy::listener::tls::{HttpsRedirect, Tls, TlsConfig};
 use seaworthy::listener::upgrade::Upgrader;
 use seaworthy::listener::{Bind, Server};
 use seaworthy::shutdown::{Shutdown, Signal};
-use seaworthy_examples::{EX_CONFIG, init_tracing};
+use seaworthy_examples::{Cidr, EX_CONFIG, init_tracing};
 use tower::ServiceBuilder;
 
 /// `EX_UNAVAILABLE` from sysexits.h: the address cannot be had.
@@ -203,56 +203,6 @@ impl std::fmt::Display for FallbackSetting {
             FallbackSetting::Open => "open",
             FallbackSetting::Closed => "closed",
         })
-    }
-}
-
-/// An address block like `10.0.0.0/8` or `::1/128` (a bare address is /32
-/// or /128).
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Cidr {
-    addr: IpAddr,
-    len: u8,
-}
-
-impl std::str::FromStr for Cidr {
-    type Err = &'static str;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        const EXPECTED: &str = "address blocks like 10.0.0.0/8 or ::1/128, comma-separated";
-        let (addr, len) = match text.split_once('/') {
-            Some((addr, len)) => (addr, Some(len)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| EXPECTED)?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let len = match len {
-            Some(len) => len
-                .trim()
-                .parse()
-                .ok()
-                .filter(|len| *len <= max)
-                .ok_or(EXPECTED)?,
-            None => max,
-        };
-        Ok(Cidr { addr, len })
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Cidr {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        seaworthy::config::from_str::deserialize(deserializer)
-    }
-}
-
-impl serde::Serialize for Cidr {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
     }
 }
 
@@ -435,12 +385,7 @@ fn with_cause(err: &seaworthy::listener::Error) -> String {
 
 /// `TRUSTED_PROXIES` as the layers take it.
 fn trusted_proxies(settings: &Settings) -> TrustedProxies {
-    TrustedProxies::new(
-        settings
-            .trusted_proxies
-            .iter()
-            .filter_map(|cidr| IpNet::new(cidr.addr, cidr.len).ok()),
-    )
+    seaworthy_examples::trusted(&settings.trusted_proxies)
 }
 
 /// The probes alone, for `HEALTH_PORT`: client IP (for the details) and

@@ -17,6 +17,10 @@ pub use nix::sys::signal::Signal;
 pub mod certs;
 pub mod redis_server;
 
+/// The two flagships that keep the contract: axum on seaworthy's server,
+/// and actix-web with seaworthy-actix.
+pub const FLAGSHIPS: [&str; 2] = ["production", "actix"];
+
 /// A bound for waits that should take milliseconds: generous, so that a
 /// loaded CI machine does not fail a correct program.
 pub const GENEROUS: Duration = Duration::from_secs(30);
@@ -240,13 +244,20 @@ impl Child {
     /// can tell: the limit is raised out of the way unless `env` sets
     /// `RATE_LIMIT` and `RATE_LIMIT_BURST` itself.
     pub fn production(env: &[(&str, &str)]) -> (Child, std::net::SocketAddr) {
+        Child::flagship("production", env)
+    }
+
+    /// As [`production`](Self::production), for either flagship:
+    /// `production` (axum on seaworthy's server) or `actix` (actix-web with
+    /// seaworthy-actix), which keep one contract.
+    pub fn flagship(example: &str, env: &[(&str, &str)]) -> (Child, std::net::SocketAddr) {
         let mut all: Vec<(&str, &str)> = vec![
             ("PORT", "0"),
             ("RATE_LIMIT", "1000000/s"),
             ("RATE_LIMIT_BURST", "1000000"),
         ];
         all.extend_from_slice(env);
-        let mut child = Child::example("production", &all);
+        let mut child = Child::example(example, &all);
         let line = child.wait_for_line("listening on http", GENEROUS);
         (child, listening_addr(&line))
     }
@@ -725,9 +736,19 @@ pub mod load {
         /// Starts `per_mode` workers of each mode against `addr`, on the
         /// current tokio runtime.
         pub fn start(addr: SocketAddr, per_mode: usize) -> Load {
+            Load::start_modes(
+                addr,
+                per_mode,
+                &[Mode::NewConnection, Mode::KeepAlive, Mode::Http2],
+            )
+        }
+
+        /// As [`start`](Self::start), with the given modes only (a server
+        /// without h2c, say).
+        pub fn start_modes(addr: SocketAddr, per_mode: usize, modes: &[Mode]) -> Load {
             let stop = Arc::new(AtomicBool::new(false));
             let mut workers = Vec::new();
-            for mode in [Mode::NewConnection, Mode::KeepAlive, Mode::Http2] {
+            for &mode in modes {
                 for worker in 0..per_mode {
                     let stop = Arc::clone(&stop);
                     workers.push(tokio::spawn(run(addr, mode, worker, stop)));

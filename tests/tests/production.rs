@@ -1,6 +1,8 @@
 //! The flagship example over real sockets with real clients and signals:
 //! HTTP/1 and HTTP/2, the drain, load during a restart, slow and stuck
-//! clients, the connection limit.
+//! clients, the connection limit. The tests of the contract (headers on
+//! every response, HSTS, the rate limit against forged headers) run against
+//! the actix-web flagship too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use seaworthy_tests::http1::Conn;
-use seaworthy_tests::{Child, GENEROUS, Signal, runtime};
+use seaworthy_tests::{Child, FLAGSHIPS, GENEROUS, Signal, runtime};
 
 async fn fetch(
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -477,128 +479,146 @@ fn count(response: &seaworthy_tests::http1::Response, name: &str) -> usize {
 
 #[test]
 fn every_response_carries_the_security_headers_exactly_once() {
-    let (mut child, addr) = Child::production(&[
-        ("SHUTDOWN_DRAIN_DELAY", "0s"),
-        ("RATE_LIMIT", "20/s"),
-        ("RATE_LIMIT_BURST", "8"),
-        ("MAX_BODY", "1KB"),
-        ("REQUEST_TIMEOUT", "300ms"),
-        ("TRUSTED_PROXIES", "127.0.0.2/32"),
-    ]);
-    let conn = || Conn::connect(addr).unwrap();
-    let big = vec![b'a'; 5000];
-    let mut responses = vec![
-        (200, conn().get("/").unwrap()),
-        (404, conn().get("/nope").unwrap()),
-        (405, {
-            let mut c = conn();
-            c.send("DELETE", "/", None).unwrap();
-            c.read_response().unwrap()
-        }),
-        (413, {
-            let mut c = conn();
-            c.send("POST", "/echo", Some(&big)).unwrap();
-            c.read_response().unwrap()
-        }),
-        (504, conn().get("/slow?ms=2000").unwrap()),
-        (400, conn().get("/a/%2e%2e/b").unwrap()),
-        (200, conn().get("/health/ready").unwrap()),
-    ];
-    // Use up the rate limit for a 429.
-    let limited = loop {
-        let response = conn().get("/").unwrap();
-        if response.status == 429 {
-            break response;
-        }
-    };
-    responses.push((429, limited));
-    for (expected, response) in &responses {
-        assert_eq!(response.status, *expected, "{response:?}");
-        for name in SECURITY_HEADERS {
-            assert_eq!(
-                count(response, name),
-                1,
-                "{name} on {expected}: {response:?}"
-            );
-        }
-        // Plain HTTP from a peer that is not a trusted proxy: no HSTS.
-        assert_eq!(
-            count(response, "strict-transport-security"),
-            0,
-            "{response:?}"
+    // The contract: both flagships keep it.
+    for example in FLAGSHIPS {
+        let (mut child, addr) = Child::flagship(
+            example,
+            &[
+                ("SHUTDOWN_DRAIN_DELAY", "0s"),
+                ("RATE_LIMIT", "20/s"),
+                ("RATE_LIMIT_BURST", "8"),
+                ("MAX_BODY", "1KB"),
+                ("REQUEST_TIMEOUT", "300ms"),
+                ("TRUSTED_PROXIES", "127.0.0.2/32"),
+            ],
         );
-        assert_eq!(count(response, "server"), 0);
+        let conn = || Conn::connect(addr).unwrap();
+        let big = vec![b'a'; 5000];
+        let mut responses = vec![
+            (200, conn().get("/").unwrap()),
+            (404, conn().get("/nope").unwrap()),
+            (405, {
+                let mut c = conn();
+                c.send("DELETE", "/", None).unwrap();
+                c.read_response().unwrap()
+            }),
+            (413, {
+                let mut c = conn();
+                c.send("POST", "/echo", Some(&big)).unwrap();
+                c.read_response().unwrap()
+            }),
+            (504, conn().get("/slow?ms=2000").unwrap()),
+            (400, conn().get("/a/%2e%2e/b").unwrap()),
+            (200, conn().get("/health/ready").unwrap()),
+        ];
+        // Use up the rate limit for a 429.
+        let limited = loop {
+            let response = conn().get("/").unwrap();
+            if response.status == 429 {
+                break response;
+            }
+        };
+        responses.push((429, limited));
+        for (expected, response) in &responses {
+            assert_eq!(response.status, *expected, "{response:?}");
+            for name in SECURITY_HEADERS {
+                assert_eq!(
+                    count(response, name),
+                    1,
+                    "{name} on {expected}: {response:?}"
+                );
+            }
+            // Plain HTTP from a peer that is not a trusted proxy: no HSTS.
+            assert_eq!(
+                count(response, "strict-transport-security"),
+                0,
+                "{response:?}"
+            );
+            assert_eq!(count(response, "server"), 0);
+        }
+        child.signal(Signal::SIGTERM);
+        let (status, _) = child.wait_exit(GENEROUS);
+        assert_eq!(status.code(), Some(0), "{}", child.output());
     }
-    child.signal(Signal::SIGTERM);
-    let (status, _) = child.wait_exit(GENEROUS);
-    assert_eq!(status.code(), Some(0), "{}", child.output());
 }
 
 #[test]
 fn hsts_is_sent_once_when_a_trusted_proxy_says_https() {
-    let (mut child, addr) = Child::production(&[
-        ("SHUTDOWN_DRAIN_DELAY", "0s"),
-        ("TRUSTED_PROXIES", "127.0.0.0/8"),
-    ]);
-    let mut conn = Conn::connect(addr).unwrap();
-    conn.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\r\n")
-        .unwrap();
-    let response = conn.read_response().unwrap();
-    assert_eq!(
-        count(&response, "strict-transport-security"),
-        1,
-        "{response:?}"
-    );
-    assert_eq!(
-        response.header("strict-transport-security"),
-        Some("max-age=63072000; includeSubDomains")
-    );
-    child.signal(Signal::SIGTERM);
-    child.wait_exit(GENEROUS);
+    // The contract: both flagships keep it.
+    for example in FLAGSHIPS {
+        let (mut child, addr) = Child::flagship(
+            example,
+            &[
+                ("SHUTDOWN_DRAIN_DELAY", "0s"),
+                ("TRUSTED_PROXIES", "127.0.0.0/8"),
+            ],
+        );
+        let mut conn = Conn::connect(addr).unwrap();
+        conn.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\n\r\n")
+            .unwrap();
+        let response = conn.read_response().unwrap();
+        assert_eq!(
+            count(&response, "strict-transport-security"),
+            1,
+            "{response:?}"
+        );
+        assert_eq!(
+            response.header("strict-transport-security"),
+            Some("max-age=63072000; includeSubDomains")
+        );
+        child.signal(Signal::SIGTERM);
+        child.wait_exit(GENEROUS);
+    }
 }
 
 #[test]
 fn a_client_gets_its_burst_then_429_and_forged_forwarding_headers_do_not_help() {
-    let (mut child, addr) = Child::production(&[
-        ("SHUTDOWN_DRAIN_DELAY", "0s"),
-        ("RATE_LIMIT", "10/s"),
-        ("RATE_LIMIT_BURST", "5"),
-    ]);
-    let mut conn = Conn::connect(addr).unwrap();
-    let started = Instant::now();
-    let mut statuses = Vec::new();
-    let mut retry_after = None;
-    for i in 0..30 {
-        conn.send_raw(
-            format!("GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.{i}\r\nX-Real-IP: 198.51.100.{i}\r\n\r\n")
-                .as_bytes(),
-        )
-        .unwrap();
-        let response = conn.read_response().unwrap();
-        if response.status == 429 {
-            retry_after = response.header("retry-after").map(str::to_owned);
+    // The contract: both flagships keep it.
+    for example in FLAGSHIPS {
+        let (mut child, addr) = Child::flagship(
+            example,
+            &[
+                ("SHUTDOWN_DRAIN_DELAY", "0s"),
+                ("RATE_LIMIT", "10/s"),
+                ("RATE_LIMIT_BURST", "5"),
+            ],
+        );
+        let mut conn = Conn::connect(addr).unwrap();
+        let started = Instant::now();
+        let mut statuses = Vec::new();
+        let mut retry_after = None;
+        for i in 0..30 {
+            conn.send_raw(
+                format!("GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.{i}\r\nX-Real-IP: 198.51.100.{i}\r\n\r\n")
+                    .as_bytes(),
+            )
+            .unwrap();
+            let response = conn.read_response().unwrap();
+            if response.status == 429 {
+                retry_after = response.header("retry-after").map(str::to_owned);
+            }
+            statuses.push(response.status);
         }
-        statuses.push(response.status);
+        let took = started.elapsed();
+        let passed = statuses.iter().filter(|status| **status == 200).count();
+        // The burst (5 + 1), plus one per 100 ms that went by.
+        let allowed = 6 + (took.as_millis() / 100) as usize;
+        assert!(
+            passed >= 6 && passed <= allowed,
+            "{passed} passed in {took:?}: {statuses:?}"
+        );
+        assert!(
+            statuses[..6].iter().all(|status| *status == 200),
+            "{statuses:?}"
+        );
+        assert_eq!(
+            statuses.iter().filter(|status| **status == 429).count(),
+            30 - passed
+        );
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        // The probes are not limited.
+        assert_eq!(conn.get("/health/ready").unwrap().status, 200);
+        child.signal(Signal::SIGTERM);
+        child.wait_exit(GENEROUS);
     }
-    let took = started.elapsed();
-    let passed = statuses.iter().filter(|status| **status == 200).count();
-    // The burst (5 + 1), plus one per 100 ms that went by.
-    let allowed = 6 + (took.as_millis() / 100) as usize;
-    assert!(
-        passed >= 6 && passed <= allowed,
-        "{passed} passed in {took:?}: {statuses:?}"
-    );
-    assert!(
-        statuses[..6].iter().all(|status| *status == 200),
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|status| **status == 429).count(),
-        30 - passed
-    );
-    assert_eq!(retry_after.as_deref(), Some("1"));
-    // The probes are not limited.
-    assert_eq!(conn.get("/health/ready").unwrap().status, 200);
-    child.signal(Signal::SIGTERM);
-    child.wait_exit(GENEROUS);
 }

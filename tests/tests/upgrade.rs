@@ -51,8 +51,8 @@ fn upgrade(child: &mut Child, pid: u32, adopted: &mut Adopted) -> u32 {
 }
 
 fn assert_no_failure(tallies: &BTreeMap<Mode, Tally>, output: &str) {
-    for mode in [Mode::NewConnection, Mode::KeepAlive, Mode::Http2] {
-        let tally = &tallies[&mode];
+    for (mode, tally) in tallies {
+        let mode = *mode;
         assert!(tally.ok > 0, "{mode:?} got nothing through: {tally}");
         assert_eq!(
             tally.sent,
@@ -412,4 +412,30 @@ fn a_handoff_asker_that_never_gets_ready_is_refused_and_the_old_process_keeps_se
     assert!(status.success(), "{}", old.output());
     new.signal(Signal::SIGTERM);
     new.wait_exit(GENEROUS);
+}
+
+#[test]
+fn the_actix_flagship_upgrades_under_load_without_losing_a_request() {
+    // actix-web built without HTTP/2: new-connection and keep-alive load.
+    let dir = TempDir::new("actix-upgrade");
+    let app = dir.0.join("app");
+    std::fs::copy(example_path("actix"), &app).unwrap();
+    let mut adopted = Adopted::default();
+    let (mut child, addr, first) = start(&app, &[]);
+    let rt = runtime();
+    let load =
+        rt.block_on(async { Load::start_modes(addr, 2, &[Mode::NewConnection, Mode::KeepAlive]) });
+    std::thread::sleep(Duration::from_millis(300));
+    let mut pid = first;
+    for _ in 0..5 {
+        let old = pid;
+        pid = upgrade(&mut child, old, &mut adopted);
+        wait_gone(old, GENEROUS);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tallies = rt.block_on(load.stop());
+    assert_eq!(tallies.len(), 2);
+    assert_no_failure(&tallies, &child.output());
+    signal(pid, Signal::SIGTERM);
+    wait_gone(pid, GENEROUS);
 }

@@ -13,6 +13,7 @@
 //! | [`RateLimit`] | GCRA per client, memory or Redis store (`RateLimiter`), 429 with `Retry-After` and `RateLimit` fields |
 //! | [`SecurityHeaders`] | the OWASP presets (`HeaderPolicy`) on every response, errors included, HSTS only over https |
 //! | [`PathGuard`] | 400 for paths that leave their directory in any encoding (`is_suspicious`) |
+//! | [`CloseWhenDraining`] | `Connection: close` on every response once the shutdown (or an upgrade) began |
 //!
 //! plus [`probes`] (seaworthy-health's probes as routes), [`listen`]
 //! (seaworthy's bound, inherited or upgrade-handed sockets moved into
@@ -64,7 +65,8 @@ mod shutdown;
 pub use health::probes;
 pub use listen::listen;
 pub use middleware::{
-    PathGuard, PathGuardService, RateLimit, RateLimitService, ResolveClientIp,
-    ResolveClientIpService, SecurityHeaders, SecurityHeadersService,
+    CloseWhenDraining, CloseWhenDrainingService, PathGuard, PathGuardService, RateLimit,
+    RateLimitService, ResolveClientIp, ResolveClientIpService, SecurityHeaders,
+    SecurityHeadersService,
 };
 pub use shutdown::{serve, shutdown_timeout};

@@ -363,3 +363,74 @@ where
         Box::pin(async move { Ok(response.await?.map_into_left_body()) })
     }
 }
+
+/// Once the shutdown behind its token has begun (a signal, or an upgrade
+/// handing over), every response says `Connection: close`: a keep-alive
+/// client opens its next connection elsewhere (to the instances still
+/// running, or to the upgrade's new process) instead of sending it on a
+/// connection actix is about to close. seaworthy's own server does this
+/// in its drain; actix does not.
+#[derive(Clone, Debug)]
+pub struct CloseWhenDraining {
+    token: seaworthy_shutdown::ShutdownToken,
+}
+
+impl CloseWhenDraining {
+    /// Following `token`'s shutdown.
+    pub fn new(token: seaworthy_shutdown::ShutdownToken) -> Self {
+        CloseWhenDraining { token }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for CloseWhenDraining
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = CloseWhenDrainingService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(CloseWhenDrainingService {
+            service,
+            token: self.token.clone(),
+        }))
+    }
+}
+
+/// [`CloseWhenDraining`] around a service.
+#[derive(Debug)]
+pub struct CloseWhenDrainingService<S> {
+    service: S,
+    token: seaworthy_shutdown::ShutdownToken,
+}
+
+impl<S, B> Service<ServiceRequest> for CloseWhenDrainingService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = LocalFuture<Result<Self::Response, Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, request: ServiceRequest) -> Self::Future {
+        let response = self.service.call(request);
+        let token = self.token.clone();
+        Box::pin(async move {
+            let mut response = response.await?;
+            if token.is_shutting_down() {
+                response
+                    .response_mut()
+                    .head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
+            }
+            Ok(response)
+        })
+    }
+}

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use seaworthy_shutdown::{Phase, ShutdownToken};
 
+/// Between pausing actix's accept loop and stopping its workers: long
+/// enough for a connection accepted a moment before to send its request.
+const SETTLE: Duration = Duration::from_millis(250);
+
 /// Runs an actix `Server` until the shutdown behind `token` stops it, and
 /// holds the shutdown's connection drain open until actix has finished.
 ///
@@ -16,7 +20,7 @@ use seaworthy_shutdown::{Phase, ShutdownToken};
 /// |---|---|
 /// | running | serving |
 /// | draining (the drain delay) | serving, readiness failing, so load balancers stop sending |
-/// | closing | `ServerHandle::stop(true)`: stops accepting, lets requests in flight finish |
+/// | closing | `ServerHandle::pause`, 250 ms for connections just accepted to be read, then `ServerHandle::stop(true)`: requests in flight finish |
 /// | cancelling | whatever actix has not finished by its own timeout is dropped by actix |
 ///
 /// actix sends no `Connection: close` while draining (seaworthy's own
@@ -51,6 +55,12 @@ pub async fn serve(server: actix_web::dev::Server, token: ShutdownToken) -> std:
         actix_web::rt::spawn(async move {
             token.reached(Phase::Closing).await;
             tracing::info!("closing: actix stops accepting and finishes its requests");
+            // Accepting stops first, and the connections accepted just
+            // before are let in (read and answered) before the workers
+            // stop: stopping at once reset them. (A socket handed to an
+            // upgrade's new process keeps its queue; that process takes it.)
+            handle.pause().await;
+            tokio::time::sleep(SETTLE).await;
             handle.stop(true).await;
         })
     };

@@ -1,0 +1,237 @@
+//! The flagship's contract on actix-web 4: the same variables (those
+//! actix can honour), routes, signals and `listening on` line as
+//! `production.rs`, with seaworthy-actix's middlewares, probes, listener
+//! and shutdown wiring. The contract's end-to-end tests run against both.
+//!
+//! ```text
+//! cargo run --release --example actix
+//! ```
+//!
+//! | variable | default | meaning |
+//! |---|---|---|
+//! | `HOST`, `PORT` | `127.0.0.1`, `8000` | where to listen |
+//! | `SHUTDOWN_DRAIN_DELAY`, `SHUTDOWN_TIMEOUT` | `5s`, `30s` | readiness fails for the delay, then actix stops accepting and has the rest of the budget |
+//! | `RATE_LIMIT`, `RATE_LIMIT_BURST` | `100/min`, `20` | per client IP, 429 with `Retry-After` past it |
+//! | `TRUSTED_PROXIES` | (none) | CIDRs whose `X-Forwarded-For` is believed |
+//! | `MAX_BODY`, `REQUEST_TIMEOUT` | `1MiB`, `30s` | request body limit (413), handler timeout (504) |
+//! | `UPGRADE_TIMEOUT` | `30s` | how long an upgrade's new process has to become ready |
+//!
+//! Routes: `GET /`, `GET /slow?ms=N`, `POST /echo`, and the probes
+//! `/health`, `/health/ready`, `/health/startup`. Signals: `SIGTERM`,
+//! `SIGINT`, `SIGQUIT` drain; `SIGUSR2` upgrades in place (the new process
+//! takes the socket, and actix in it accepts only once the old one has
+//! handed over). Exit codes as the flagship's.
+//!
+//! What actix cannot do that `production.rs` does, and so is not offered
+//! here: the header-read and write
+//! timeouts and the per-client connection limit of seaworthy's `Server`
+//! (actix has its own `client_request_timeout`), TLS through
+//! seaworthy-listener, `HEALTH_PORT`, `HTTP_REDIRECT_PORT`, `REDIS_URL`
+//! (the store works with actix: `RateLimit::with_limiter` over a
+//! `RedisStore`).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use seaworthy::actix::{CloseWhenDraining, PathGuard, RateLimit, ResolveClientIp, SecurityHeaders};
+use seaworthy::config::Loader;
+use seaworthy::health::{Authorizer, HealthRegistry, HealthService, Probe, Status};
+use seaworthy::layers::{ClientIp, Quota, RateLimiter};
+use seaworthy::listener::Bind;
+use seaworthy::listener::upgrade::Upgrader;
+use seaworthy::shutdown::{Shutdown, Signal};
+use seaworthy_examples::{Cidr, EX_CONFIG, init_tracing, trusted};
+
+/// `EX_UNAVAILABLE` from sysexits.h.
+const EX_UNAVAILABLE: u8 = 69;
+/// The longest `/slow` sleeps.
+const SLOW_MAX_MS: u64 = 60_000;
+/// The probes, never rate limited.
+const PROBES: [&str; 3] = ["/health", "/health/ready", "/health/startup"];
+
+#[derive(serde::Deserialize, serde::Serialize, Debug)]
+#[serde(default)]
+struct Settings {
+    host: IpAddr,
+    port: u16,
+    #[serde(with = "seaworthy::config::duration")]
+    shutdown_drain_delay: Duration,
+    #[serde(with = "seaworthy::config::duration")]
+    shutdown_timeout: Duration,
+    #[serde(with = "seaworthy::config::from_str")]
+    rate_limit: Quota,
+    rate_limit_burst: u32,
+    trusted_proxies: Vec<Cidr>,
+    #[serde(with = "seaworthy::config::bytes")]
+    max_body: u64,
+    #[serde(with = "seaworthy::config::duration")]
+    request_timeout: Duration,
+    #[serde(with = "seaworthy::config::duration")]
+    upgrade_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 8000,
+            shutdown_drain_delay: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(30),
+            rate_limit: Quota::per_minute(100),
+            rate_limit_burst: 20,
+            trusted_proxies: Vec::new(),
+            max_body: 1 << 20,
+            request_timeout: Duration::from_secs(30),
+            upgrade_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SlowParams {
+    #[serde(default)]
+    ms: u64,
+}
+
+async fn slow(params: web::Query<SlowParams>) -> String {
+    let ms = params.ms.min(SLOW_MAX_MS);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    format!("slept {ms} ms\n")
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    init_tracing();
+    let loader = Loader::new("").env_file(".env");
+    let settings: Settings = match loader.load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if std::env::args().nth(1).as_deref() == Some("--print-config") {
+        print!("{}", loader.explain(&settings));
+        return ExitCode::SUCCESS;
+    }
+    if settings.request_timeout.is_zero() {
+        eprintln!(
+            "invalid configuration: 1 problem\n  REQUEST_TIMEOUT: more than 0s (0s would answer \
+             every request 504)"
+        );
+        return ExitCode::from(EX_CONFIG);
+    }
+    let shutdown = match Shutdown::builder()
+        .timeout(settings.shutdown_timeout)
+        .drain_delay(settings.shutdown_drain_delay)
+        .signals([Signal::Term, Signal::Int, Signal::Quit])
+        .build()
+    {
+        Ok(shutdown) => shutdown,
+        Err(err) => {
+            eprintln!("invalid configuration: {err}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let upgrader = match Upgrader::builder()
+        .ready_timeout(settings.upgrade_timeout)
+        .build(&shutdown.token())
+    {
+        Ok(upgrader) => upgrader,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let addr = SocketAddr::new(settings.host, settings.port);
+    let listener = match upgrader.listener("http", Bind::tcp(addr)) {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    let Ok(listening) = listener.local_addr() else {
+        eprintln!("cannot read the listening address");
+        return ExitCode::from(EX_UNAVAILABLE);
+    };
+
+    let health = match HealthRegistry::builder().shutdown(shutdown.token()).build() {
+        Ok(health) => health,
+        Err(err) => {
+            eprintln!("invalid health checks: {err}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let probes = HealthService::new(health.clone()).authorizer(Authorizer::predicate(|parts| {
+        parts
+            .extensions
+            .get::<ClientIp>()
+            .is_some_and(|client| client.ip.is_loopback())
+    }));
+    let quota = settings.rate_limit.burst(settings.rate_limit_burst);
+    let limiter = RateLimiter::new(quota).skip_paths(PROBES);
+    let trusted = trusted(&settings.trusted_proxies);
+    let max_body = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
+    let request_timeout = settings.request_timeout;
+    let drain = shutdown.token();
+    let app = move || {
+        App::new()
+            .app_data(web::PayloadConfig::new(max_body))
+            // Resources, so that another method is a 405 as in the flagship.
+            .service(web::resource("/").get(|| async { "hello from seaworthy\n" }))
+            .service(web::resource("/slow").get(slow))
+            .service(web::resource("/echo").post(|body: web::Bytes| async move { body }))
+            .configure(seaworthy::actix::probes(probes.clone()))
+            // Innermost: the handler's time limit (504).
+            .wrap(actix_web::middleware::from_fn(
+                move |request: actix_web::dev::ServiceRequest,
+                      next: actix_web::middleware::Next<actix_web::body::BoxBody>| async move {
+                    match tokio::time::timeout(request_timeout, next.call(request)).await {
+                        Ok(response) => response,
+                        Err(_) => Err(actix_web::error::ErrorGatewayTimeout("request timed out")),
+                    }
+                },
+            ))
+            .wrap(RateLimit::with_limiter(limiter.clone()))
+            .wrap(PathGuard::new())
+            .wrap(SecurityHeaders::api())
+            .wrap(ResolveClientIp::new(trusted.clone()))
+            .wrap(CloseWhenDraining::new(drain.clone()))
+    };
+
+    // Ready means readiness passes; only then may an upgrade's old process
+    // stop, and only then does actix take the socket.
+    let token = shutdown.token();
+    while !token.is_shutting_down() && health.check(Probe::Readiness).await.status() == Status::Fail
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if let Err(err) = upgrader.ready().await {
+        eprintln!("{err}");
+        return ExitCode::from(EX_UNAVAILABLE);
+    }
+    let server = HttpServer::new(app)
+        .disable_signals()
+        .shutdown_timeout(seaworthy::actix::shutdown_timeout(
+            settings.shutdown_timeout,
+            settings.shutdown_drain_delay,
+        ))
+        .workers(2);
+    let server = match seaworthy::actix::listen(server, listener).await {
+        Ok(server) => server.run(),
+        Err(err) => {
+            eprintln!("cannot serve the listener: {err}");
+            return ExitCode::from(EX_UNAVAILABLE);
+        }
+    };
+    actix_web::rt::spawn(seaworthy::actix::serve(server, shutdown.token()));
+    println!(
+        "listening on http://{listening} (pid {})",
+        std::process::id()
+    );
+    let report = shutdown.wait().await;
+    std::process::exit(report.exit_code());
+}
