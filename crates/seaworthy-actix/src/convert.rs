@@ -54,19 +54,19 @@ pub(crate) fn insert_http(map: &HeaderMap, headers: &mut ActixHeaders) {
     }
 }
 
-/// The request's head as an `http` 1 request, with the facts the core
+/// The request's head as an `http` 1 request (its headers only when
+/// `with_headers`: they are most of the conversion), with the facts the core
 /// reads: the resolved [`ClientIp`], and the connection's peer as a
 /// [`ConnectionInfo`] (TLS when actix serves it over TLS).
-pub(crate) fn head(request: &ServiceRequest) -> http::Request<()> {
+pub(crate) fn head(request: &ServiceRequest, with_headers: bool) -> http::Request<()> {
     let mut head = http::Request::new(());
     *head.method_mut() =
         http::Method::from_bytes(request.method().as_str().as_bytes()).unwrap_or(http::Method::GET);
-    *head.uri_mut() = request
-        .uri()
-        .to_string()
-        .parse()
-        .unwrap_or_else(|_| http::Uri::from_static("/"));
-    *head.headers_mut() = to_http(request.headers());
+    let target = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    *head.uri_mut() = http::Uri::try_from(target).unwrap_or_else(|_| http::Uri::from_static("/"));
+    if with_headers {
+        *head.headers_mut() = to_http(request.headers());
+    }
     if let Some(client) = request.extensions().get::<ClientIp>() {
         head.extensions_mut().insert(*client);
     }
@@ -95,4 +95,17 @@ pub(crate) fn is_https(request: &actix_web::HttpRequest) -> bool {
         .extensions()
         .get::<ClientIp>()
         .map_or_else(|| request.app_config().secure(), |client| client.https)
+}
+
+/// The request headers the client-IP resolver reads or strips: a request
+/// with none of them needs no conversion.
+pub(crate) fn has_forwarding_headers(headers: &ActixHeaders) -> bool {
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name))
 }

@@ -84,11 +84,17 @@ where
 
     fn call(&self, mut request: ServiceRequest) -> Self::Future {
         if let Some(peer) = request.peer_addr() {
-            let mut headers = convert::to_http(request.headers());
-            let client = self.resolver.apply(Peer::tcp(peer.ip()), &mut headers);
-            if headers.len() != request.headers().len() {
-                convert::from_http(&headers, request.headers_mut());
-            }
+            let peer = Peer::tcp(peer.ip());
+            let client = if convert::has_forwarding_headers(request.headers()) {
+                let mut headers = convert::to_http(request.headers());
+                let client = self.resolver.apply(peer, &mut headers);
+                if headers.len() != request.headers().len() {
+                    convert::from_http(&headers, request.headers_mut());
+                }
+                client
+            } else {
+                self.resolver.resolve(peer, &http::HeaderMap::new())
+            };
             request.extensions_mut().insert(client);
         }
         self.service.call(request)
@@ -103,13 +109,29 @@ where
 #[derive(Clone, Debug)]
 pub struct SecurityHeaders {
     policy: Arc<HeaderPolicy>,
+    /// The names the policy touches, in both crates' types: only these are
+    /// converted per response.
+    names: Arc<[Names]>,
 }
+
+/// A header name as `http` 1 and as actix-web.
+type Names = (http::HeaderName, actix_web::http::header::HeaderName);
 
 impl SecurityHeaders {
     /// With `policy`.
     pub fn new(policy: HeaderPolicy) -> Self {
+        let names = policy
+            .names()
+            .filter_map(|name| {
+                let actix =
+                    actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes())
+                        .ok()?;
+                Some((name.clone(), actix))
+            })
+            .collect();
         SecurityHeaders {
             policy: Arc::new(policy),
+            names,
         }
     }
 
@@ -140,6 +162,7 @@ where
         ready(Ok(SecurityHeadersService {
             service,
             policy: Arc::clone(&self.policy),
+            names: Arc::clone(&self.names),
         }))
     }
 }
@@ -149,6 +172,7 @@ where
 pub struct SecurityHeadersService<S> {
     service: S,
     policy: Arc<HeaderPolicy>,
+    names: Arc<[Names]>,
 }
 
 impl<S, B> Service<ServiceRequest> for SecurityHeadersService<S>
@@ -170,10 +194,29 @@ where
         let https = convert::is_https(request.request());
         let response = self.service.call(request);
         let policy = Arc::clone(&self.policy);
+        let names = Arc::clone(&self.names);
         let apply = move |headers: &mut actix_web::http::header::HeaderMap| {
-            let mut map = convert::to_http(headers);
+            // The policy reads and writes its own names only: those alone
+            // go to `http` 1 and back.
+            let mut map = http::HeaderMap::new();
+            for (name, actix) in names.iter() {
+                for value in headers.get_all(actix) {
+                    if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                        map.append(name.clone(), value);
+                    }
+                }
+            }
             policy.apply(&mut map, https, nonce.as_ref());
-            convert::from_http(&map, headers);
+            for (name, actix) in names.iter() {
+                headers.remove(actix);
+                for value in map.get_all(name) {
+                    if let Ok(value) =
+                        actix_web::http::header::HeaderValue::from_bytes(value.as_bytes())
+                    {
+                        headers.append(actix.clone(), value);
+                    }
+                }
+            }
         };
         Box::pin(async move {
             match response.await {
@@ -277,7 +320,9 @@ where
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let checked = self.limiter.check(&convert::head(&request));
+        let checked = self
+            .limiter
+            .check(&convert::head(&request, self.limiter.reads_headers()));
         let service = Rc::clone(&self.service);
         Box::pin(async move {
             match checked.verdict().await {

@@ -273,6 +273,19 @@ impl<St> RateLimiter<St> {
     pub fn store(&self) -> &St {
         &self.inner.store
     }
+
+    /// Whether a decision reads the request's headers (a policy keyed by a
+    /// header or a function, or a cost function). A server that converts
+    /// its requests for [`check`](Self::check) (actix-web's) can leave
+    /// the headers out otherwise: method, path and extensions are enough.
+    pub fn reads_headers(&self) -> bool {
+        self.inner.cost.is_some()
+            || self
+                .inner
+                .policies
+                .iter()
+                .any(|policy| matches!(policy.key, KeyBy::Header(_) | KeyBy::Function(_)))
+    }
 }
 
 impl<St: Store> RateLimiter<St> {

@@ -271,6 +271,18 @@ impl HeaderPolicy {
         *headers = merged;
     }
 
+    /// Every header name this policy may set or remove (its headers,
+    /// `Strict-Transport-Security`, and those it strips): a server that
+    /// keeps its headers in another type (actix-web) converts these alone
+    /// for [`apply`](Self::apply), which reads and writes no other.
+    pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        self.headers
+            .iter()
+            .map(|(name, _, _)| name)
+            .chain(std::iter::once(&header::STRICT_TRANSPORT_SECURITY))
+            .chain(self.remove.iter())
+    }
+
     /// Whether a header the handler set stays.
     fn keeps(&self, prepared: &Prepared, name: &HeaderName, https: bool) -> bool {
         if name == header::STRICT_TRANSPORT_SECURITY {
