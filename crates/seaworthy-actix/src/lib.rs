@@ -70,3 +70,8 @@ pub use middleware::{
     SecurityHeadersService,
 };
 pub use shutdown::{serve, shutdown_timeout};
+
+/// docs/actix.md's examples run as doc tests, so that the guide stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/actix.md")]
+mod guide {}
