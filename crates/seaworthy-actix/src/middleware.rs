@@ -17,6 +17,27 @@ use crate::convert;
 
 type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
+/// The `Transform` of a middleware: its service is `around(service)`.
+macro_rules! transform {
+    ($middleware:ident => $service:ident, $response:ty) => {
+        impl<S, B> Transform<S, ServiceRequest> for $middleware
+        where
+            S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+            B: MessageBody + 'static,
+        {
+            type Response = $response;
+            type Error = Error;
+            type Transform = $service<S>;
+            type InitError = ();
+            type Future = Ready<Result<Self::Transform, ()>>;
+
+            fn new_transform(&self, service: S) -> Self::Future {
+                ready(Ok(self.around(service)))
+            }
+        }
+    };
+}
+
 /// Resolves the client's address (seaworthy-layers'
 /// [`ClientIpResolver`]): the peer, or what trusted proxies say in
 /// `Forwarded` / `X-Forwarded-For` (rightmost untrusted hop), never a
@@ -45,24 +66,16 @@ impl ResolveClientIp {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for ResolveClientIp
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Transform = ResolveClientIpService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(ResolveClientIpService {
+impl ResolveClientIp {
+    fn around<S>(&self, service: S) -> ResolveClientIpService<S> {
+        ResolveClientIpService {
             service,
             resolver: Arc::clone(&self.resolver),
-        }))
+        }
     }
 }
+
+transform!(ResolveClientIp => ResolveClientIpService, ServiceResponse<B>);
 
 /// [`ResolveClientIp`] around a service.
 #[derive(Debug)]
@@ -147,25 +160,17 @@ impl SecurityHeaders {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for SecurityHeaders
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Transform = SecurityHeadersService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(SecurityHeadersService {
+impl SecurityHeaders {
+    fn around<S>(&self, service: S) -> SecurityHeadersService<S> {
+        SecurityHeadersService {
             service,
             policy: Arc::clone(&self.policy),
             names: Arc::clone(&self.names),
-        }))
+        }
     }
 }
+
+transform!(SecurityHeaders => SecurityHeadersService, ServiceResponse<B>);
 
 /// [`SecurityHeaders`] around a service.
 #[derive(Debug)]
@@ -365,21 +370,13 @@ impl PathGuard {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for PathGuard
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<EitherBody<B>>;
-    type Error = Error;
-    type Transform = PathGuardService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(PathGuardService { service }))
+impl PathGuard {
+    fn around<S>(&self, service: S) -> PathGuardService<S> {
+        PathGuardService { service }
     }
 }
+
+transform!(PathGuard => PathGuardService, ServiceResponse<EitherBody<B>>);
 
 /// [`PathGuard`] around a service.
 #[derive(Debug)]
@@ -427,24 +424,16 @@ impl CloseWhenDraining {
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for CloseWhenDraining
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
-    B: MessageBody + 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = Error;
-    type Transform = CloseWhenDrainingService<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, ()>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(CloseWhenDrainingService {
+impl CloseWhenDraining {
+    fn around<S>(&self, service: S) -> CloseWhenDrainingService<S> {
+        CloseWhenDrainingService {
             service,
             token: self.token.clone(),
-        }))
+        }
     }
 }
+
+transform!(CloseWhenDraining => CloseWhenDrainingService, ServiceResponse<B>);
 
 /// [`CloseWhenDraining`] around a service.
 #[derive(Debug)]
