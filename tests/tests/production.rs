@@ -77,85 +77,88 @@ fn serves_http1_and_http2_and_exits_zero_on_sigterm() {
 
 #[test]
 fn the_drain_answers_in_flight_work_and_closes_idle_connections_promptly() {
-    let (mut child, addr) = Child::production(&[("SHUTDOWN_DRAIN_DELAY", "2s")]);
+    // The contract: both flagships keep it.
+    for example in FLAGSHIPS {
+        let (mut child, addr) = Child::flagship(example, &[("SHUTDOWN_DRAIN_DELAY", "2s")]);
 
-    // 200 keep-alive connections, each used once and now idle.
-    let mut idle: Vec<Conn> = (0..200)
-        .map(|_| {
+        // 200 keep-alive connections, each used once and now idle.
+        let mut idle: Vec<Conn> = (0..200)
+            .map(|_| {
+                let mut conn = Conn::connect(addr).unwrap();
+                assert_eq!(conn.get("/").unwrap().status, 200);
+                conn
+            })
+            .collect();
+        // One that never sends anything.
+        let mut never_used = Conn::connect(addr).unwrap();
+        // A slow request in flight across the whole drain.
+        let slow = thread::spawn(move || {
             let mut conn = Conn::connect(addr).unwrap();
-            assert_eq!(conn.get("/").unwrap().status, 200);
-            conn
-        })
-        .collect();
-    // One that never sends anything.
-    let mut never_used = Conn::connect(addr).unwrap();
-    // A slow request in flight across the whole drain.
-    let slow = thread::spawn(move || {
-        let mut conn = Conn::connect(addr).unwrap();
-        conn.get("/slow?ms=3000").unwrap()
-    });
-    thread::sleep(Duration::from_millis(300));
-
-    child.signal(Signal::SIGTERM);
-    let signalled = Instant::now();
-    child.wait_for_line("phase=\"draining\"", GENEROUS);
-
-    // During the drain delay: new connections are accepted and told to close;
-    // readiness fails.
-    let mut fresh = Conn::connect(addr).expect("accepting during the drain delay");
-    let response = fresh.get("/").unwrap();
-    assert_eq!(response.status, 200);
-    assert!(response.closes(), "{response:?}");
-    let ready = Conn::connect(addr).unwrap().get("/health/ready").unwrap();
-    assert_eq!(ready.status, 503);
-    // The idle ones are still open: the load balancer may still use them.
-    assert!(idle[0].wait_closed(Duration::from_millis(200)).is_none());
-
-    // After the drain delay: refused.
-    let deadline = signalled + Duration::from_secs(10);
-    let stopped = loop {
-        match std::net::TcpStream::connect(addr) {
-            Err(_) => break Instant::now(),
-            Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-            Ok(_) => panic!(
-                "still accepting 10 s after SIGTERM; output:\n{}",
-                child.output()
-            ),
-        }
-    };
-    assert!(
-        stopped - signalled >= Duration::from_millis(1900),
-        "{:?}",
-        stopped - signalled
-    );
-
-    // The idle and never-used connections close within the idle grace of
-    // accepting stopping (250 ms; 2 s allowed for a loaded machine), not at
-    // the 30 s budget.
-    for conn in idle.iter_mut().chain([&mut never_used]) {
-        let waited = conn.wait_closed(Duration::from_secs(5)).unwrap_or_else(|| {
-            panic!(
-                "an idle connection stayed open; output:\n{}",
-                child.output()
-            )
+            conn.get("/slow?ms=3000").unwrap()
         });
-        assert!(stopped.elapsed() < Duration::from_secs(2) || waited < Duration::from_secs(2));
+        thread::sleep(Duration::from_millis(300));
+
+        child.signal(Signal::SIGTERM);
+        let signalled = Instant::now();
+        child.wait_for_line("phase=\"draining\"", GENEROUS);
+
+        // During the drain delay: new connections are accepted and told to close;
+        // readiness fails.
+        let mut fresh = Conn::connect(addr).expect("accepting during the drain delay");
+        let response = fresh.get("/").unwrap();
+        assert_eq!(response.status, 200);
+        assert!(response.closes(), "{response:?}");
+        let ready = Conn::connect(addr).unwrap().get("/health/ready").unwrap();
+        assert_eq!(ready.status, 503);
+        // The idle ones are still open: the load balancer may still use them.
+        assert!(idle[0].wait_closed(Duration::from_millis(200)).is_none());
+
+        // After the drain delay: refused.
+        let deadline = signalled + Duration::from_secs(10);
+        let stopped = loop {
+            match std::net::TcpStream::connect(addr) {
+                Err(_) => break Instant::now(),
+                Ok(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Ok(_) => panic!(
+                    "still accepting 10 s after SIGTERM; output:\n{}",
+                    child.output()
+                ),
+            }
+        };
+        assert!(
+            stopped - signalled >= Duration::from_millis(1900),
+            "{:?}",
+            stopped - signalled
+        );
+
+        // The idle and never-used connections close within the idle grace of
+        // accepting stopping (250 ms; 2 s allowed for a loaded machine), not at
+        // the 30 s budget.
+        for conn in idle.iter_mut().chain([&mut never_used]) {
+            let waited = conn.wait_closed(Duration::from_secs(5)).unwrap_or_else(|| {
+                panic!(
+                    "an idle connection stayed open; output:\n{}",
+                    child.output()
+                )
+            });
+            assert!(stopped.elapsed() < Duration::from_secs(2) || waited < Duration::from_secs(2));
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(4),
+            "idle connections took {:?}",
+            stopped.elapsed()
+        );
+
+        // The slow request was answered.
+        let slow = slow.join().unwrap();
+        assert_eq!(slow.status, 200);
+        assert_eq!(slow.body, b"slept 3000 ms\n");
+        assert!(slow.closes());
+
+        let (status, _) = child.wait_exit(GENEROUS);
+        assert_eq!(status.code(), Some(0), "{}", child.output());
+        assert!(signalled.elapsed() < Duration::from_secs(15));
     }
-    assert!(
-        stopped.elapsed() < Duration::from_secs(4),
-        "idle connections took {:?}",
-        stopped.elapsed()
-    );
-
-    // The slow request was answered.
-    let slow = slow.join().unwrap();
-    assert_eq!(slow.status, 200);
-    assert_eq!(slow.body, b"slept 3000 ms\n");
-    assert!(slow.closes());
-
-    let (status, _) = child.wait_exit(GENEROUS);
-    assert_eq!(status.code(), Some(0), "{}", child.output());
-    assert!(signalled.elapsed() < Duration::from_secs(15));
 }
 
 /// A keep-alive client that sends continuously, honours `Connection: close`
