@@ -459,12 +459,29 @@ impl Tls {
     ///
     /// As [`TlsConfig::build`]: the first pair that failed the gate.
     pub fn reload(&self) -> Result<bool, Error> {
+        // The bytes refused are remembered, so that the watch does not
+        // try (and log) them again.
+        self.attempt(self.read_contents().ok(), Refusal::Logged)
+    }
+
+    /// One reload: swaps in what passes the gate; remembers what fails,
+    /// with `contents` (the files' bytes, when they could be read).
+    pub(super) fn attempt(
+        &self,
+        contents: Option<Vec<u8>>,
+        refusal: Refusal,
+    ) -> Result<bool, Error> {
         let _one = lock(&self.inner.reload_lock);
         match self.inner.load() {
             Ok(material) => Ok(self.swap(material)),
             Err(err) => {
-                // Remembered, so that the watch does not log it again.
-                self.refused(&err, self.read_contents().ok());
+                let repeated = lock(&self.inner.last_error).as_deref() == Some(&*err.to_string());
+                if refusal == Refusal::Logged || !repeated {
+                    self.refused(&err, contents);
+                } else {
+                    // Not logged again, but not tried again either.
+                    *lock(&self.inner.refused_contents) = contents;
+                }
                 Err(err)
             }
         }
@@ -561,6 +578,14 @@ impl Tls {
         let info = info_of(stream.get_ref().1);
         Ok((stream, info))
     }
+}
+
+/// Whether a refused reload that repeats the last refusal is logged again:
+/// always when asked for (`reload`, SIGHUP), not when the watch looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Logged,
+    QuietIfRepeated,
 }
 
 /// How a handshake failed.

@@ -9,7 +9,7 @@ use notify::Watcher;
 use seaworthy_shutdown::{Phase, ShutdownToken};
 use tokio::sync::Notify;
 
-use super::{Tls, certs, lock};
+use super::{Refusal, Tls, certs, lock};
 
 /// How long the files must stay quiet before a reload: a certificate and
 /// key written one after the other are read together.
@@ -117,36 +117,16 @@ impl Tls {
     fn reload_if_changed(&self) {
         let Ok(contents) = self.read_contents() else {
             // A file missing for a moment (mid-swap) or unreadable: the gate
-            // says why when it is worth saying, on the next real reload.
-            return self.reload_quietly();
+            // says why, once, if it stays so.
+            let _ = self.attempt(None, Refusal::QuietIfRepeated);
+            return;
         };
-        if contents == self.inner.contents_in_force() {
+        if contents == self.inner.contents_in_force()
+            || lock(&self.inner.refused_contents).as_deref() == Some(contents.as_slice())
+        {
             return;
         }
-        if lock(&self.inner.refused_contents).as_deref() == Some(contents.as_slice()) {
-            return;
-        }
-        let _one = lock(&self.inner.reload_lock);
-        match self.inner.load() {
-            Ok(material) => {
-                self.swap(material);
-            }
-            Err(err) => self.refused(&err, Some(contents)),
-        }
-    }
-
-    /// A reload attempt whose failure, if it repeats the last one, is not
-    /// logged again.
-    fn reload_quietly(&self) {
-        let last = lock(&self.inner.last_error).clone();
-        let _one = lock(&self.inner.reload_lock);
-        match self.inner.load() {
-            Ok(material) => {
-                self.swap(material);
-            }
-            Err(err) if last.as_deref() == Some(err.to_string().as_str()) => {}
-            Err(err) => self.refused(&err, None),
-        }
+        let _ = self.attempt(Some(contents), Refusal::QuietIfRepeated);
     }
 
     /// Every file's bytes: the pairs in order, then the ticket keys.
