@@ -221,7 +221,7 @@ fn other_signals(tls: Option<Tls>) -> std::io::Result<()> {
                 tracing::info!(changed, "SIGHUP: TLS certificates reloaded");
             }
             match Loader::new("").env_file(".env").load::<Settings>() {
-                Ok(settings) => match validate(&settings).0.as_slice() {
+                Ok(settings) => match validate(&settings).as_slice() {
                     [] => tracing::info!(
                         "SIGHUP: the configuration was re-read and is valid; this version applies \
                          settings at start, so restart (SIGUSR2 upgrades in place) to apply changes"
@@ -256,8 +256,8 @@ fn other_signals(tls: Option<Tls>) -> std::io::Result<()> {
 }
 
 /// What the settings' types cannot say: values that would parse but are
-/// traps. Every problem at once, by variable; and Redis's `host:port`.
-fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
+/// traps. Every problem at once, by variable.
+fn validate(settings: &Settings) -> Vec<String> {
     let mut problems = Vec::new();
     match (&settings.tls_cert, &settings.tls_key) {
         (Some(_), None) => problems.push("TLS_KEY: required with TLS_CERT".to_owned()),
@@ -281,18 +281,13 @@ fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
     }) {
         problems.push("HTTP_REDIRECT_PORT: must differ from PORT and HEALTH_PORT".to_owned());
     }
-    let redis = match settings
+    if settings
         .redis_url
         .as_ref()
-        .map(|url| redis_host(url.expose()))
+        .is_some_and(|url| !is_redis_url(url.expose()))
     {
-        Some(None) => {
-            problems.push("REDIS_URL: invalid, expected a URL like redis://host:6379".to_owned());
-            None
-        }
-        Some(Some(host)) => Some(host),
-        None => None,
-    };
+        problems.push("REDIS_URL: invalid, expected a URL like redis://host:6379".to_owned());
+    }
     if settings.rate_limit_replicas == 0 {
         problems
             .push("RATE_LIMIT_REPLICAS: at least 1 (the instances sharing the limit)".to_owned());
@@ -324,7 +319,7 @@ fn validate(settings: &Settings) -> (Vec<String>, Option<String>) {
     {
         problems.push("HEALTH_PORT: must differ from PORT".to_owned());
     }
-    (problems, redis)
+    problems
 }
 
 /// The TLS settings, built and checked: `Err` names the variable at fault.
@@ -450,21 +445,14 @@ fn app(health: HealthService, settings: &Settings, redis: Option<RedisStore>) ->
 type Probed =
     ClientIpService<SecurityHeaders<CatchPanic<PathGuard<Router>, DefaultResponseForPanic>>>;
 
-/// `host:port` of a `redis://[user:password@]host[:port][/db]` URL.
-fn redis_host(url: &str) -> Option<String> {
-    let rest = url
-        .strip_prefix("redis://")
-        .or_else(|| url.strip_prefix("rediss://"))?;
-    let authority = rest.split('/').next()?;
-    let host_port = authority.rsplit('@').next()?;
-    if host_port.is_empty() {
-        return None;
-    }
-    Some(if host_port.contains(':') && !host_port.ends_with(']') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:6379")
-    })
+/// Whether `url` looks like `redis[s]://[user:password@]host[:port][/db]`
+/// (the store parses it for good when it is built).
+fn is_redis_url(url: &str) -> bool {
+    url.strip_prefix("redis://")
+        .or_else(|| url.strip_prefix("rediss://"))
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|authority| authority.rsplit('@').next())
+        .is_some_and(|host| !host.is_empty())
 }
 
 /// The shared rate-limit store on `url`, with the fallback the settings
@@ -694,7 +682,7 @@ async fn main() -> ExitCode {
         }
         _ => {}
     }
-    let (problems, redis) = validate(&settings);
+    let problems = validate(&settings);
     if !problems.is_empty() {
         let count = problems.len();
         let plural = if count == 1 { "" } else { "s" };
@@ -798,15 +786,15 @@ async fn main() -> ExitCode {
     let mut health = HealthRegistry::builder()
         .shutdown(shutdown.token())
         .check(disk_check());
-    let redis_store = match (&settings.redis_url, &redis) {
-        (Some(url), Some(_)) => match redis_store(url.expose(), &settings) {
+    let redis_store = match &settings.redis_url {
+        Some(url) => match redis_store(url.expose(), &settings) {
             Ok(store) => Some(store),
             Err(err) => {
                 eprintln!("invalid configuration: 1 problem\n  REDIS_URL: {err}");
                 return ExitCode::from(EX_CONFIG);
             }
         },
-        _ => None,
+        None => None,
     };
     if let Some(store) = &redis_store {
         health = health.check(redis_check(store.clone()));

@@ -206,3 +206,29 @@ fn instances_whose_clocks_differ_by_hours_agree_through_redis() {
     assert_eq!(passed, 5, "{statuses:?}");
     stop(instances);
 }
+
+#[test]
+fn bad_redis_settings_stop_the_start_with_78_naming_each_and_never_the_url() {
+    let output = std::process::Command::new(seaworthy_tests::example_path("production"))
+        .env("PORT", "0")
+        .env("REDIS_URL", "cache.internal:s3cret-pw")
+        .env("RATE_LIMIT_REPLICAS", "0")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(78), "{text}");
+    assert!(text.contains("REDIS_URL: invalid"), "{text}");
+    assert!(text.contains("RATE_LIMIT_REPLICAS: at least 1"), "{text}");
+    assert!(!text.contains("s3cret-pw"), "{text}");
+    let output = std::process::Command::new(seaworthy_tests::example_path("production"))
+        .env("PORT", "0")
+        .env("RATE_LIMIT_FALLBACK", "sometimes")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("RATE_LIMIT_FALLBACK"));
+}
