@@ -80,8 +80,9 @@
 //! aws-lc-rs, rustls' default: its key exchange includes the post-quantum
 //! hybrid `X25519MLKEM768` (preferred by current browsers), it has a FIPS
 //! build, and its RSA and ECDSA signatures are faster than ring's, which is
-//! what a full handshake costs the server. It builds C (about 40 s on two
-//! cores, once); ring builds faster and has no post-quantum key exchange.
+//! what a full handshake costs the server. It builds C, once, the slowest
+//! crate of a cold build; ring builds faster and has no post-quantum key
+//! exchange.
 //! The provider is passed to rustls explicitly, so another crate enabling
 //! ring elsewhere in the tree changes nothing here.
 //!
