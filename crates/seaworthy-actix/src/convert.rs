@@ -55,9 +55,9 @@ pub(crate) fn insert_http(map: &HeaderMap, headers: &mut ActixHeaders) {
 }
 
 /// The request's head as an `http` 1 request (its headers only when
-/// `with_headers`: they are most of the conversion), with the facts the core
-/// reads: the resolved [`ClientIp`], and the connection's peer as a
-/// [`ConnectionInfo`] (TLS when actix serves it over TLS).
+/// `with_headers`: they are most of the conversion), with the fact the core
+/// reads about the client: the resolved [`ClientIp`], or without one the
+/// connection's peer as a [`ConnectionInfo`] (TLS when actix serves TLS).
 pub(crate) fn head(request: &ServiceRequest, with_headers: bool) -> http::Request<()> {
     let mut head = http::Request::new(());
     *head.method_mut() =
@@ -67,10 +67,10 @@ pub(crate) fn head(request: &ServiceRequest, with_headers: bool) -> http::Reques
     if with_headers {
         *head.headers_mut() = to_http(request.headers());
     }
+    // The resolved client, else the peer: the core reads the one there is.
     if let Some(client) = request.extensions().get::<ClientIp>() {
         head.extensions_mut().insert(*client);
-    }
-    if let Some(info) = connection_info(request) {
+    } else if let Some(info) = connection_info(request) {
         head.extensions_mut().insert(info);
     }
     head

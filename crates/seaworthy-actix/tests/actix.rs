@@ -280,3 +280,44 @@ async fn a_seaworthy_listener_moves_into_actix_and_a_stopped_server_refuses() {
     let refused = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await;
     assert!(matches!(refused, Ok(Err(_))), "{refused:?}");
 }
+
+#[actix_web::test]
+async fn the_rate_limit_alone_counts_the_peer() {
+    // No ResolveClientIp: the limiter keys by actix's peer address (not one
+    // shared bucket, and no header believed).
+    let server = HttpServer::new(|| {
+        App::new()
+            .route("/", web::get().to(|| async { "hello" }))
+            .wrap(RateLimit::new(Quota::per_minute(1).burst(1)))
+    })
+    .disable_signals()
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    let mut codes = Vec::new();
+    for n in 0..4 {
+        let forged = format!("X-Forwarded-For: 203.0.113.{n}\r\n");
+        codes.push(get(addr, "/", &forged).await.status);
+    }
+    assert_eq!(codes, [200, 200, 429, 429]);
+    // Another peer (127.0.0.2) has a bucket of its own.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    handle.stop(true).await;
+}
