@@ -17,20 +17,24 @@
 //! | `UPGRADE_TIMEOUT` | `30s` | how long an upgrade's new process has to become ready |
 //!
 //! Routes: `GET /`, `GET /slow?ms=N`, `POST /echo`, and the probes
-//! `/health`, `/health/ready`, `/health/startup`. Signals: `SIGTERM`,
+//! `/health`, `/health/ready`, `/health/startup`. `actix healthcheck` asks
+//! the running server's liveness (exit 0 or 1); `--print-config` shows the
+//! settings and their sources. Signals: `SIGTERM`,
 //! `SIGINT`, `SIGQUIT` drain; `SIGUSR2` upgrades in place (the new process
 //! takes the socket, and actix in it accepts only once the old one has
 //! handed over). Exit codes as the flagship's.
 //!
 //! What actix cannot do that `production.rs` does, and so is not offered
-//! here: the header-read and write
+//! here: HTTP/2 with prior knowledge on plain TCP (actix's h2c detection
+//! waits for a silent client forever: see `seaworthy::actix::listen`; an
+//! HTTP/2 client's connection is closed), the header-read and write
 //! timeouts and the per-client connection limit of seaworthy's `Server`
 //! (actix has its own `client_request_timeout`), TLS through
 //! seaworthy-listener, `HEALTH_PORT`, `HTTP_REDIRECT_PORT`, `REDIS_URL`
 //! (the store works with actix: `RateLimit::with_limiter` over a
 //! `RedisStore`).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -101,6 +105,21 @@ async fn slow(params: web::Query<SlowParams>) -> String {
     format!("slept {ms} ms\n")
 }
 
+/// `healthcheck`: asks the running server's liveness probe on `PORT`, for
+/// Docker's `HEALTHCHECK` in an image without curl.
+fn healthcheck(settings: &Settings) -> ExitCode {
+    let ip = match settings.host {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    let addr = SocketAddr::new(ip, settings.port);
+    match seaworthy::health::probe(&format!("http://{addr}/health")) {
+        0 => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
 #[actix_web::main]
 async fn main() -> ExitCode {
     init_tracing();
@@ -112,9 +131,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    if std::env::args().nth(1).as_deref() == Some("--print-config") {
-        print!("{}", loader.explain(&settings));
-        return ExitCode::SUCCESS;
+    match std::env::args().nth(1).as_deref() {
+        Some("healthcheck") => return healthcheck(&settings),
+        Some("--print-config") => {
+            print!("{}", loader.explain(&settings));
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
     if settings.request_timeout.is_zero() {
         eprintln!(

@@ -1,12 +1,13 @@
-//! Socket inheritance into the flagship: the real `systemd-socket-activate`,
-//! and a parent that builds `LISTEN_FDS` itself, names included.
+//! Socket inheritance into both flagships (axum on seaworthy's server, and
+//! actix-web): the real `systemd-socket-activate`, and a parent that builds
+//! `LISTEN_FDS` itself, names included.
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
 use seaworthy_tests::http1::Conn;
-use seaworthy_tests::{Child, GENEROUS, Signal, example_path, free_port};
+use seaworthy_tests::{Child, FLAGSHIPS, GENEROUS, Signal, example_path, free_port};
 
 fn python() -> &'static str {
     if std::path::Path::new("/usr/bin/python3").exists() {
@@ -45,11 +46,11 @@ os.environ.update(LISTEN_FDS=str(len(fds)), LISTEN_PID=str(pid), LISTEN_FDNAMES=
 os.execv(exe, [exe])
 "#;
 
-fn pass_fds(mode: &str, env: &[(&str, &str)]) -> Child {
+fn pass_fds(example: &str, mode: &str, env: &[(&str, &str)]) -> Child {
     let mut command = Command::new(python());
     command
         .args(["-c", PASS_FDS, mode])
-        .arg(example_path("production"))
+        .arg(example_path(example))
         .env("RUST_LOG", "info")
         .envs(env.iter().copied());
     Child::spawn(command)
@@ -57,75 +58,88 @@ fn pass_fds(mode: &str, env: &[(&str, &str)]) -> Child {
 
 #[test]
 fn adopts_the_socket_named_http_from_listen_fds() {
-    let mut child = pass_fds("sockets", &[("SHUTDOWN_DRAIN_DELAY", "0s"), ("PORT", "1")]);
-    let ports = child.wait_for_line("ports ", GENEROUS);
-    let http_port: u16 = ports.split_whitespace().nth(2).unwrap().parse().unwrap();
-    let listening = child.wait_for_line("listening on http", GENEROUS);
-    // PORT is ignored: the inherited socket named "http" (the second) serves.
-    let addr: SocketAddr = ([127, 0, 0, 1], http_port).into();
-    assert_eq!(seaworthy_tests::listening_addr(&listening), addr);
-    child.wait_for_line("adopted inherited socket", GENEROUS);
-    let line = child.wait_for_line("inherited sockets from systemd", GENEROUS);
-    assert!(line.contains(r#"["admin", "http"]"#), "{line}");
+    for example in FLAGSHIPS {
+        let mut child = pass_fds(
+            example,
+            "sockets",
+            &[("SHUTDOWN_DRAIN_DELAY", "0s"), ("PORT", "1")],
+        );
+        let ports = child.wait_for_line("ports ", GENEROUS);
+        let http_port: u16 = ports.split_whitespace().nth(2).unwrap().parse().unwrap();
+        let listening = child.wait_for_line("listening on http", GENEROUS);
+        // PORT is ignored: the inherited socket named "http" (the second) serves.
+        let addr: SocketAddr = ([127, 0, 0, 1], http_port).into();
+        assert_eq!(seaworthy_tests::listening_addr(&listening), addr);
+        child.wait_for_line("adopted inherited socket", GENEROUS);
+        let line = child.wait_for_line("inherited sockets from systemd", GENEROUS);
+        assert!(line.contains(r#"["admin", "http"]"#), "{line}");
 
-    let mut conn = Conn::connect(addr).unwrap();
-    assert_eq!(conn.get("/").unwrap().body, b"hello from seaworthy\n");
-    child.signal(Signal::SIGTERM);
-    let (status, _) = child.wait_exit(GENEROUS);
-    assert_eq!(status.code(), Some(0), "{}", child.output());
+        let mut conn = Conn::connect(addr).unwrap();
+        assert_eq!(conn.get("/").unwrap().body, b"hello from seaworthy\n");
+        child.signal(Signal::SIGTERM);
+        let (status, _) = child.wait_exit(GENEROUS);
+        assert_eq!(status.code(), Some(0), "{example}: {}", child.output());
+    }
 }
 
 #[test]
 fn a_descriptor_that_is_not_a_socket_is_refused_with_a_clear_error() {
-    let mut child = pass_fds("file", &[]);
-    let (status, _) = child.wait_exit(GENEROUS);
-    assert_eq!(status.code(), Some(69), "{}", child.output());
-    child.wait_for_line(
-        r#"inherited systemd socket "http" (index 0) is not a socket"#,
-        Duration::ZERO,
-    );
+    for example in FLAGSHIPS {
+        let mut child = pass_fds(example, "file", &[]);
+        let (status, _) = child.wait_exit(GENEROUS);
+        assert_eq!(status.code(), Some(69), "{example}: {}", child.output());
+        child.wait_for_line(
+            r#"inherited systemd socket "http" (index 0) is not a socket"#,
+            Duration::ZERO,
+        );
+    }
 }
 
 #[test]
 fn variables_meant_for_another_process_are_ignored() {
-    let port = free_port();
-    let mut child = pass_fds(
-        "other-pid",
-        &[("SHUTDOWN_DRAIN_DELAY", "0s"), ("PORT", &port.to_string())],
-    );
-    let listening = child.wait_for_line("listening on http", GENEROUS);
-    assert_eq!(
-        seaworthy_tests::listening_addr(&listening),
-        SocketAddr::from(([127, 0, 0, 1], port))
-    );
-    assert_eq!(child.count("adopted inherited socket"), 0);
-    child.signal(Signal::SIGTERM);
-    let (status, _) = child.wait_exit(GENEROUS);
-    assert_eq!(status.code(), Some(0), "{}", child.output());
+    for example in FLAGSHIPS {
+        let port = free_port();
+        let mut child = pass_fds(
+            example,
+            "other-pid",
+            &[("SHUTDOWN_DRAIN_DELAY", "0s"), ("PORT", &port.to_string())],
+        );
+        let listening = child.wait_for_line("listening on http", GENEROUS);
+        assert_eq!(
+            seaworthy_tests::listening_addr(&listening),
+            SocketAddr::from(([127, 0, 0, 1], port))
+        );
+        assert_eq!(child.count("adopted inherited socket"), 0);
+        child.signal(Signal::SIGTERM);
+        let (status, _) = child.wait_exit(GENEROUS);
+        assert_eq!(status.code(), Some(0), "{example}: {}", child.output());
+    }
 }
 
 #[test]
 fn systemd_socket_activate_hands_its_socket_over() {
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut command = Command::new("systemd-socket-activate");
-    command
-        .arg(format!("--listen={addr}"))
-        .arg("--fdname=http")
-        .args(["-E", "RUST_LOG=info", "-E", "SHUTDOWN_DRAIN_DELAY=0s"])
-        .arg(example_path("production"));
-    let mut child = Child::spawn(command);
-    child.wait_for_line("Listening on", GENEROUS);
+    for example in FLAGSHIPS {
+        let port = free_port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut command = Command::new("systemd-socket-activate");
+        command
+            .arg(format!("--listen={addr}"))
+            .arg("--fdname=http")
+            .args(["-E", "RUST_LOG=info", "-E", "SHUTDOWN_DRAIN_DELAY=0s"])
+            .arg(example_path(example));
+        let mut child = Child::spawn(command);
+        child.wait_for_line("Listening on", GENEROUS);
 
-    // The first connection starts the service, which adopts the socket and
-    // answers it: nothing is refused while it starts.
-    let mut conn = Conn::connect(addr).unwrap();
-    assert_eq!(conn.get("/").unwrap().status, 200);
-    let line = child.wait_for_line("adopted inherited socket", GENEROUS);
-    assert!(line.contains(r#"name: "http""#), "{line}");
-    assert_eq!(conn.get("/health/ready").unwrap().status, 200);
+        // The first connection starts the service, which adopts the socket and
+        // answers it: nothing is refused while it starts.
+        let mut conn = Conn::connect(addr).unwrap();
+        assert_eq!(conn.get("/").unwrap().status, 200);
+        let line = child.wait_for_line("adopted inherited socket", GENEROUS);
+        assert!(line.contains(r#"name: "http""#), "{line}");
+        assert_eq!(conn.get("/health/ready").unwrap().status, 200);
 
-    child.signal(Signal::SIGTERM);
-    let (status, _) = child.wait_exit(GENEROUS);
-    assert_eq!(status.code(), Some(0), "{}", child.output());
+        child.signal(Signal::SIGTERM);
+        let (status, _) = child.wait_exit(GENEROUS);
+        assert_eq!(status.code(), Some(0), "{example}: {}", child.output());
+    }
 }

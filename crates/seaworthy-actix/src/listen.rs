@@ -14,6 +14,16 @@ use seaworthy_listener::{Listener, StdListener};
 /// socket options, inherited from systemd, or handed over by an upgrade
 /// ([`Upgrader::listener`](seaworthy_listener::upgrade::Upgrader::listener)).
 ///
+/// It serves HTTP/1 (and HTTP/2 where actix negotiates it, over TLS). Not
+/// HTTP/2 with prior knowledge on plain TCP (h2c): actix's
+/// `listen_auto_h2c` peeks at a connection's first bytes with no timeout,
+/// so a client that connects and sends nothing holds a connection slot
+/// until it leaves, and holds the drain until the shutdown budget. Over
+/// HTTP/1 such a client meets actix's `client_request_timeout` and closes
+/// at once when the server stops. A user who needs h2c behind a trusted
+/// proxy can call `HttpServer::listen_auto_h2c` with
+/// `Listener::into_std` and accept that.
+///
 /// The descriptor is moved to actix, not duplicated: when actix stops, the
 /// socket closes and new connections are refused at once (a duplicate left
 /// open would keep them waiting in a queue nobody reads). In an upgrade it
