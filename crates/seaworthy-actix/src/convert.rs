@@ -54,6 +54,16 @@ pub(crate) fn insert_http(map: &HeaderMap, headers: &mut ActixHeaders) {
     }
 }
 
+/// Sets the `RateLimit` and `RateLimit-Policy` fields on actix's headers.
+pub(crate) fn insert_rate_limit(
+    fields: &seaworthy_layers::rate_limit::RateLimitHeaders,
+    headers: &mut ActixHeaders,
+) {
+    let mut map = HeaderMap::new();
+    fields.apply(&mut map);
+    insert_http(&map, headers);
+}
+
 /// The request's head as an `http` 1 request (its headers only when
 /// `with_headers`: they are most of the conversion), with the fact the core
 /// reads about the client: the resolved [`ClientIp`], or without one the
@@ -100,12 +110,14 @@ pub(crate) fn is_https(request: &actix_web::HttpRequest) -> bool {
 /// The request headers the client-IP resolver reads or strips: a request
 /// with none of them needs no conversion.
 pub(crate) fn has_forwarding_headers(headers: &ActixHeaders) -> bool {
+    use actix_web::http::header::{self, HeaderName};
+    const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
     [
-        "forwarded",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-real-ip",
+        &header::FORWARDED,
+        &header::X_FORWARDED_FOR,
+        &header::X_FORWARDED_PROTO,
+        &X_REAL_IP,
     ]
-    .iter()
-    .any(|name| headers.contains_key(*name))
+    .into_iter()
+    .any(|name| headers.contains_key(name))
 }

@@ -57,6 +57,7 @@
 #![forbid(unsafe_code)]
 
 mod convert;
+pub mod future;
 mod health;
 mod listen;
 mod middleware;

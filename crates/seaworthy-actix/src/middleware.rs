@@ -1,21 +1,20 @@
 //! The middlewares: each a thin skin over seaworthy-layers' decision.
 
-use std::future::{Future, Ready, ready};
-use std::pin::Pin;
+use std::future::{Ready, ready};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
-use actix_web::error::InternalError;
 use actix_web::{Error, HttpMessage, HttpResponse};
-use seaworthy_layers::rate_limit::{RateLimiter, Verdict};
+use seaworthy_layers::rate_limit::{Checked, RateLimiter, Refusal, Verdict};
 use seaworthy_layers::store::{MemoryStore, Store};
-use seaworthy_layers::{ClientIpResolver, HeaderPolicy, Peer, Quota, TrustedProxies};
+use seaworthy_layers::{ClientIpResolver, CspNonce, HeaderPolicy, Peer, Quota, TrustedProxies};
 
 use crate::convert;
-
-type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+use crate::future::{
+    CloseWhenDrainingResponse, GuardResponse, RateLimitResponse, SecurityHeadersResponse,
+};
 
 /// The `Transform` of a middleware: its service is `around(service)`.
 macro_rules! transform {
@@ -121,30 +120,103 @@ where
 /// else whether actix serves TLS). A header the handler set is kept.
 #[derive(Clone, Debug)]
 pub struct SecurityHeaders {
-    policy: Arc<HeaderPolicy>,
-    /// The names the policy touches, in both crates' types: only these are
-    /// converted per response.
-    names: Arc<[Names]>,
+    shared: Arc<Policy>,
 }
 
 /// A header name as `http` 1 and as actix-web.
 type Names = (http::HeaderName, actix_web::http::header::HeaderName);
 
+/// The policy and what is prepared from it once.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    policy: HeaderPolicy,
+    /// The names the policy touches, in both crates' types: only these are
+    /// converted when a response has one of them.
+    names: Box<[Names]>,
+    /// What the policy adds to a response that has none of `names`, with
+    /// no nonce: over plain HTTP and over https. The policy's own answer
+    /// (`apply` to an empty map), converted once.
+    fresh: [Box<[(ActixName, ActixValue)]>; 2],
+}
+
+type ActixName = actix_web::http::header::HeaderName;
+type ActixValue = actix_web::http::header::HeaderValue;
+
+impl Policy {
+    /// Applies the policy to actix's `headers` of a response to an
+    /// https (or not) request, with the request's nonce.
+    pub(crate) fn apply(
+        &self,
+        headers: &mut actix_web::http::header::HeaderMap,
+        https: bool,
+        nonce: Option<&CspNonce>,
+    ) {
+        let untouched = !self
+            .names
+            .iter()
+            .any(|(_, actix)| headers.contains_key(actix));
+        if nonce.is_none() && untouched {
+            // The policy's answer for an empty map, prepared: the common
+            // case costs no conversion.
+            for (name, value) in self.fresh[usize::from(https)].iter() {
+                headers.append(name.clone(), value.clone());
+            }
+            return;
+        }
+        // The policy reads and writes its own names only: those alone go
+        // to `http` 1 and back.
+        let mut map = http::HeaderMap::new();
+        for (name, actix) in self.names.iter() {
+            for value in headers.get_all(actix) {
+                if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                    map.append(name.clone(), value);
+                }
+            }
+        }
+        self.policy.apply(&mut map, https, nonce);
+        for (name, actix) in self.names.iter() {
+            headers.remove(actix);
+            for value in map.get_all(name) {
+                if let Ok(value) = ActixValue::from_bytes(value.as_bytes()) {
+                    headers.append(actix.clone(), value);
+                }
+            }
+        }
+    }
+}
+
 impl SecurityHeaders {
     /// With `policy`.
     pub fn new(policy: HeaderPolicy) -> Self {
-        let names = policy
-            .names()
-            .filter_map(|name| {
-                let actix =
-                    actix_web::http::header::HeaderName::from_bytes(name.as_str().as_bytes())
-                        .ok()?;
-                Some((name.clone(), actix))
-            })
-            .collect();
+        let mut names: Vec<Names> = Vec::new();
+        for name in policy.names() {
+            // A name set twice (a preset's CSP given again) converts once.
+            if names.iter().any(|(known, _)| known == name) {
+                continue;
+            }
+            if let Ok(actix) = ActixName::from_bytes(name.as_str().as_bytes()) {
+                names.push((name.clone(), actix));
+            }
+        }
+        let names = names.into_boxed_slice();
+        let fresh = [false, true].map(|https| {
+            let mut map = http::HeaderMap::new();
+            policy.apply(&mut map, https, None);
+            map.iter()
+                .filter_map(|(name, value)| {
+                    Some((
+                        ActixName::from_bytes(name.as_str().as_bytes()).ok()?,
+                        ActixValue::from_bytes(value.as_bytes()).ok()?,
+                    ))
+                })
+                .collect()
+        });
         SecurityHeaders {
-            policy: Arc::new(policy),
-            names,
+            shared: Arc::new(Policy {
+                policy,
+                names,
+                fresh,
+            }),
         }
     }
 
@@ -164,8 +236,7 @@ impl SecurityHeaders {
     fn around<S>(&self, service: S) -> SecurityHeadersService<S> {
         SecurityHeadersService {
             service,
-            policy: Arc::clone(&self.policy),
-            names: Arc::clone(&self.names),
+            shared: Arc::clone(&self.shared),
         }
     }
 }
@@ -176,8 +247,7 @@ transform!(SecurityHeaders => SecurityHeadersService, ServiceResponse<B>);
 #[derive(Debug)]
 pub struct SecurityHeadersService<S> {
     service: S,
-    policy: Arc<HeaderPolicy>,
-    names: Arc<[Names]>,
+    shared: Arc<Policy>,
 }
 
 impl<S, B> Service<ServiceRequest> for SecurityHeadersService<S>
@@ -187,58 +257,18 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = LocalFuture<Result<Self::Response, Error>>;
+    type Future = SecurityHeadersResponse<S::Future>;
 
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let nonce = self.policy.nonce();
+        let nonce = self.shared.policy.nonce();
         if let Some(nonce) = &nonce {
             request.extensions_mut().insert(nonce.clone());
         }
         let https = convert::is_https(request.request());
         let response = self.service.call(request);
-        let policy = Arc::clone(&self.policy);
-        let names = Arc::clone(&self.names);
-        let apply = move |headers: &mut actix_web::http::header::HeaderMap| {
-            // The policy reads and writes its own names only: those alone
-            // go to `http` 1 and back.
-            let mut map = http::HeaderMap::new();
-            for (name, actix) in names.iter() {
-                for value in headers.get_all(actix) {
-                    if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
-                        map.append(name.clone(), value);
-                    }
-                }
-            }
-            policy.apply(&mut map, https, nonce.as_ref());
-            for (name, actix) in names.iter() {
-                headers.remove(actix);
-                for value in map.get_all(name) {
-                    if let Ok(value) =
-                        actix_web::http::header::HeaderValue::from_bytes(value.as_bytes())
-                    {
-                        headers.append(actix.clone(), value);
-                    }
-                }
-            }
-        };
-        Box::pin(async move {
-            match response.await {
-                Ok(mut response) => {
-                    apply(response.headers_mut());
-                    Ok(response)
-                }
-                // An error a middleware inside returned becomes its
-                // response here, with the headers, instead of later,
-                // without them.
-                Err(err) => {
-                    let mut response = err.error_response();
-                    apply(response.headers_mut());
-                    Err(InternalError::from_response(err, response).into())
-                }
-            }
-        })
+        SecurityHeadersResponse::new(response, Arc::clone(&self.shared), https, nonce)
     }
 }
 
@@ -320,7 +350,7 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = LocalFuture<Result<Self::Response, Error>>;
+    type Future = RateLimitResponse<S::Future, B>;
 
     forward_ready!(service);
 
@@ -328,32 +358,44 @@ where
         let checked = self
             .limiter
             .check(&convert::head(&request, self.limiter.reads_headers()));
-        let service = Rc::clone(&self.service);
-        Box::pin(async move {
-            match checked.verdict().await {
-                Verdict::Refuse(refusal) => {
-                    let mut headers = http::HeaderMap::new();
-                    refusal.apply(&mut headers);
-                    let mut response = HttpResponse::TooManyRequests().finish();
-                    convert::insert_http(&headers, response.headers_mut());
-                    Ok(request.into_response(response).map_into_right_body())
-                }
-                Verdict::Pass(pass) => {
-                    if !pass.wait().is_zero() {
-                        tokio::time::sleep(pass.wait()).await;
-                    }
-                    let mut response = service.call(request).await?.map_into_left_body();
-                    if let Some(fields) = pass.headers() {
-                        let mut headers = http::HeaderMap::new();
-                        fields.apply(&mut headers);
-                        convert::insert_http(&headers, response.headers_mut());
-                    }
-                    Ok(response)
-                }
-                _ => Ok(service.call(request).await?.map_into_left_body()),
+        match checked {
+            // The memory store decides at once: nothing to box.
+            Checked::Ready(Verdict::Refuse(refusal)) => {
+                RateLimitResponse::refused(refused(request, &refusal))
             }
-        })
+            Checked::Ready(Verdict::Pass(pass)) if pass.wait().is_zero() => {
+                RateLimitResponse::passed(self.service.call(request), pass.headers().cloned())
+            }
+            checked => {
+                let service = Rc::clone(&self.service);
+                RateLimitResponse::waiting(Box::pin(async move {
+                    match checked.verdict().await {
+                        Verdict::Refuse(refusal) => Ok(refused(request, &refusal)),
+                        Verdict::Pass(pass) => {
+                            if !pass.wait().is_zero() {
+                                tokio::time::sleep(pass.wait()).await;
+                            }
+                            let mut response = service.call(request).await?.map_into_left_body();
+                            if let Some(fields) = pass.headers() {
+                                convert::insert_rate_limit(fields, response.headers_mut());
+                            }
+                            Ok(response)
+                        }
+                        _ => Ok(service.call(request).await?.map_into_left_body()),
+                    }
+                }))
+            }
+        }
     }
+}
+
+/// The 429 of `refusal`, with `Retry-After` and the RateLimit fields.
+fn refused<B>(request: ServiceRequest, refusal: &Refusal) -> ServiceResponse<EitherBody<B>> {
+    let mut headers = http::HeaderMap::new();
+    refusal.apply(&mut headers);
+    let mut response = HttpResponse::TooManyRequests().finish();
+    convert::insert_http(&headers, response.headers_mut());
+    request.into_response(response).map_into_right_body()
 }
 
 /// Refuses with 400 a path that tries to leave its directory in any
@@ -391,7 +433,7 @@ where
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
-    type Future = LocalFuture<Result<Self::Response, Error>>;
+    type Future = GuardResponse<S::Future, B>;
 
     forward_ready!(service);
 
@@ -399,10 +441,9 @@ where
         if seaworthy_layers::path_guard::is_suspicious(request.uri().path()) {
             tracing::debug!(path = request.uri().path(), "suspicious path refused");
             let response = request.into_response(HttpResponse::BadRequest().finish());
-            return Box::pin(ready(Ok(response.map_into_right_body())));
+            return GuardResponse::refused(response.map_into_right_body());
         }
-        let response = self.service.call(request);
-        Box::pin(async move { Ok(response.await?.map_into_left_body()) })
+        GuardResponse::inner(self.service.call(request))
     }
 }
 
@@ -449,22 +490,11 @@ where
 {
     type Response = ServiceResponse<B>;
     type Error = Error;
-    type Future = LocalFuture<Result<Self::Response, Error>>;
+    type Future = CloseWhenDrainingResponse<S::Future>;
 
     forward_ready!(service);
 
     fn call(&self, request: ServiceRequest) -> Self::Future {
-        let response = self.service.call(request);
-        let token = self.token.clone();
-        Box::pin(async move {
-            let mut response = response.await?;
-            if token.is_shutting_down() {
-                response
-                    .response_mut()
-                    .head_mut()
-                    .set_connection_type(actix_web::http::ConnectionType::Close);
-            }
-            Ok(response)
-        })
+        CloseWhenDrainingResponse::new(self.service.call(request), self.token.clone())
     }
 }

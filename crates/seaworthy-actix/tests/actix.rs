@@ -321,3 +321,103 @@ async fn the_rate_limit_alone_counts_the_peer() {
     );
     handle.stop(true).await;
 }
+
+#[actix_web::test]
+async fn a_handlers_own_header_is_kept_what_the_policy_strips_goes_and_nonces_differ() {
+    // Each path the skins take: the prepared headers (nothing of the
+    // policy's in the response), the policy's merge (a handler set one of
+    // its names or one it strips), the web preset's nonce per request.
+    let server = HttpServer::new(|| {
+        App::new()
+            .route(
+                "/framed",
+                web::get().to(|| async {
+                    HttpResponse::Ok()
+                        .insert_header(("X-Frame-Options", "SAMEORIGIN"))
+                        .insert_header(("Server", "leaky/1.0"))
+                        .insert_header(("X-Powered-By", "php"))
+                        .body("framed")
+                }),
+            )
+            .route(
+                "/nonce",
+                web::get().to(|request: actix_web::HttpRequest| async move {
+                    use actix_web::HttpMessage;
+                    let nonce = request
+                        .extensions()
+                        .get::<seaworthy_layers::CspNonce>()
+                        .map(|nonce| nonce.0.clone())
+                        .unwrap_or_default();
+                    HttpResponse::Ok().body(nonce)
+                }),
+            )
+            .route("/", web::get().to(|| async { "plain" }))
+            .wrap(SecurityHeaders::web())
+    })
+    .disable_signals()
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+
+    let framed = get(addr, "/framed", "").await;
+    assert_eq!(framed.header("x-frame-options"), Some("SAMEORIGIN"));
+    assert_eq!(framed.header("server"), None, "{framed:?}");
+    assert_eq!(framed.header("x-powered-by"), None, "{framed:?}");
+    assert_eq!(framed.header("x-content-type-options"), Some("nosniff"));
+    let count =
+        |answer: &Answer, name: &str| answer.headers.iter().filter(|(key, _)| key == name).count();
+    assert_eq!(count(&framed, "x-frame-options"), 1);
+
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let answer = get(addr, "/nonce", "").await;
+        let csp = answer.header("content-security-policy").unwrap().to_owned();
+        assert!(!answer.body.is_empty());
+        assert!(csp.contains(&format!("'nonce-{}'", answer.body)), "{csp}");
+        seen.push(answer.body);
+    }
+    assert_ne!(seen[0], seen[1], "a nonce per request");
+    let plain = get(addr, "/", "").await;
+    assert_eq!(count(&plain, "x-content-type-options"), 1, "{plain:?}");
+    handle.stop(true).await;
+}
+
+#[actix_web::test]
+async fn fields_on_success_and_delay_mode_answer_as_the_tower_layer() {
+    let limiter = seaworthy_layers::RateLimiter::new(Quota::per_second(10).burst(1))
+        .headers_on_success(true)
+        .delay(true);
+    let server = HttpServer::new(move || {
+        App::new()
+            .route("/", web::get().to(|| async { "hello" }))
+            .wrap(RateLimit::with_limiter(limiter.clone()))
+    })
+    .disable_signals()
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let addr = server.addrs()[0];
+    let server = server.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    // The first passes at once with the fields; the next are held (10/s:
+    // about 100 ms each) instead of refused.
+    let started = Instant::now();
+    for _ in 0..4 {
+        let answer = get(addr, "/", "").await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert!(answer.header("ratelimit").is_some(), "{answer:?}");
+        assert!(answer.header("ratelimit-policy").is_some(), "{answer:?}");
+    }
+    // Three waits of ~100 ms: at least most of that was held.
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+    handle.stop(true).await;
+}

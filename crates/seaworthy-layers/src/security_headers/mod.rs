@@ -272,14 +272,28 @@ impl HeaderPolicy {
     }
 
     /// Every header name this policy may set or remove (its headers,
-    /// `Strict-Transport-Security`, and those it strips): a server that
+    /// `Strict-Transport-Security`, `Content-Security-Policy` when it is
+    /// made per request with a nonce, and those it strips): a server that
     /// keeps its headers in another type (actix-web) converts these alone
     /// for [`apply`](Self::apply), which reads and writes no other.
+    ///
+    /// ```
+    /// use seaworthy_layers::HeaderPolicy;
+    ///
+    /// let policy = HeaderPolicy::web(); // its CSP carries a nonce
+    /// assert!(policy.names().any(|name| name == "content-security-policy"));
+    /// assert!(policy.names().any(|name| name == "server")); // stripped
+    /// ```
     pub fn names(&self) -> impl Iterator<Item = &HeaderName> {
+        let csp = self
+            .nonce_template
+            .as_ref()
+            .map(|_| &header::CONTENT_SECURITY_POLICY);
         self.headers
             .iter()
             .map(|(name, _, _)| name)
             .chain(std::iter::once(&header::STRICT_TRANSPORT_SECURITY))
+            .chain(csp)
             .chain(self.remove.iter())
     }
 
