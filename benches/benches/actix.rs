@@ -30,7 +30,7 @@ impl Stack {
         match self {
             Stack::Bare => "bare actix-web",
             Stack::Seaworthy => "seaworthy-actix (client IP, headers, guard, limit)",
-            Stack::GovernorDefaultHeaders => "actix-governor + DefaultHeaders",
+            Stack::GovernorDefaultHeaders => "actix-governor + DefaultHeaders (same headers)",
         }
     }
 }
@@ -74,22 +74,23 @@ fn start(stack: Stack) -> (SocketAddr, actix_web::dev::ServerHandle) {
                         .burst_size(1_000_000)
                         .finish()
                         .expect("a governor configuration");
+                    // The very headers seaworthy sends (the api preset,
+                    // plain HTTP), so both answers are the same bytes.
+                    let mut same = http::HeaderMap::new();
+                    seaworthy::layers::HeaderPolicy::api().apply(&mut same, false, None);
+                    let same: Vec<(String, String)> = same
+                        .iter()
+                        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+                        .collect();
                     serve!(move || {
+                        let mut headers = actix_web::middleware::DefaultHeaders::new();
+                        for (name, value) in &same {
+                            headers = headers.add((name.as_str(), value.as_str()));
+                        }
                         App::new()
                             .route("/", web::get().to(hello))
                             .wrap(actix_governor::Governor::new(&governor))
-                            .wrap(
-                                actix_web::middleware::DefaultHeaders::new()
-                                    .add(("X-Content-Type-Options", "nosniff"))
-                                    .add(("X-Frame-Options", "DENY"))
-                                    .add(("Referrer-Policy", "no-referrer"))
-                                    .add((
-                                        "Content-Security-Policy",
-                                        "default-src 'none'; frame-ancestors 'none'",
-                                    ))
-                                    .add(("Cross-Origin-Opener-Policy", "same-origin"))
-                                    .add(("Cross-Origin-Resource-Policy", "same-origin")),
-                            )
+                            .wrap(headers)
                     })
                 }
             }
