@@ -1,5 +1,5 @@
 //! The actix skins over real sockets: an actix-web server on loopback,
-//! requests as raw HTTP/1.1.
+//! requests as raw HTTP/1.1; the shared limit through a real redis-server.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -420,4 +420,64 @@ async fn fields_on_success_and_delay_mode_answer_as_the_tower_layer() {
         started.elapsed()
     );
     handle.stop(true).await;
+}
+
+#[path = "../../../tests/src/redis_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod redis_server;
+
+#[actix_web::test]
+async fn two_actix_servers_share_one_quota_in_redis() {
+    use seaworthy_layers::redis_store::RedisStore;
+    use seaworthy_layers::{KeyBy, Policy, RateLimiter};
+
+    let redis = redis_server::RedisServer::start();
+    // Two replicas: each its own store, only Redis in common.
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let store = RedisStore::builder(redis.url()).build().unwrap();
+        // Until the store answers from Redis (not its fallback).
+        let started = Instant::now();
+        while store.ping(Duration::from_secs(1)).await.is_err() || store.status().degraded {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{:?}",
+                store.status()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let limiter = RateLimiter::with_store(
+            Policy::new(
+                "default",
+                Quota::per_minute(1).burst(3),
+                KeyBy::ClientIp { ipv6_prefix: 64 },
+            ),
+            store,
+        );
+        let server = HttpServer::new(move || {
+            App::new()
+                .route("/", web::get().to(|| async { "hello" }))
+                .wrap(RateLimit::with_limiter(limiter.clone()))
+        })
+        .disable_signals()
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        servers.push((addr, server.handle()));
+        actix_web::rt::spawn(server);
+    }
+    // One client (127.0.0.1), alternating between the two: 4 in the burst
+    // in all (the quota's capacity), then refused on both. (Two memory
+    // stores would let 8 through.)
+    let mut codes = Vec::new();
+    for n in 0..8 {
+        let (addr, _) = servers[n % 2];
+        codes.push(get(addr, "/", "").await.status);
+    }
+    assert_eq!(codes, [200, 200, 200, 200, 429, 429, 429, 429]);
+    for (_, handle) in servers {
+        handle.stop(true).await;
+    }
 }
