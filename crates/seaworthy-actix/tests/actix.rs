@@ -67,6 +67,23 @@ async fn get(addr: SocketAddr, path: &str, extra: &str) -> Answer {
     .await
 }
 
+/// Runs an actix server of the app `factory` makes on a free loopback
+/// port, one worker, actix's signals off: its address and handle.
+macro_rules! spawn_app {
+    ($factory:expr) => {{
+        let server = HttpServer::new($factory)
+            .disable_signals()
+            .workers(1)
+            .bind(("127.0.0.1", 0))
+            .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        actix_web::rt::spawn(server);
+        (addr, handle)
+    }};
+}
+
 fn loopback() -> TrustedProxies {
     TrustedProxies::new([IpNet::new("127.0.0.1".parse().unwrap(), 32).unwrap()])
 }
@@ -285,19 +302,11 @@ async fn a_seaworthy_listener_moves_into_actix_and_a_stopped_server_refuses() {
 async fn the_rate_limit_alone_counts_the_peer() {
     // No ResolveClientIp: the limiter keys by actix's peer address (not one
     // shared bucket, and no header believed).
-    let server = HttpServer::new(|| {
+    let (addr, handle) = spawn_app!(|| {
         App::new()
             .route("/", web::get().to(|| async { "hello" }))
             .wrap(RateLimit::new(Quota::per_minute(1).burst(1)))
-    })
-    .disable_signals()
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    });
     let mut codes = Vec::new();
     for n in 0..4 {
         let forged = format!("X-Forwarded-For: 203.0.113.{n}\r\n");
@@ -327,7 +336,7 @@ async fn a_handlers_own_header_is_kept_what_the_policy_strips_goes_and_nonces_di
     // Each path the skins take: the prepared headers (nothing of the
     // policy's in the response), the policy's merge (a handler set one of
     // its names or one it strips), the web preset's nonce per request.
-    let server = HttpServer::new(|| {
+    let (addr, handle) = spawn_app!(|| {
         App::new()
             .route(
                 "/framed",
@@ -353,15 +362,7 @@ async fn a_handlers_own_header_is_kept_what_the_policy_strips_goes_and_nonces_di
             )
             .route("/", web::get().to(|| async { "plain" }))
             .wrap(SecurityHeaders::web())
-    })
-    .disable_signals()
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    });
 
     let framed = get(addr, "/framed", "").await;
     assert_eq!(framed.header("x-frame-options"), Some("SAMEORIGIN"));
@@ -391,19 +392,11 @@ async fn fields_on_success_and_delay_mode_answer_as_the_tower_layer() {
     let limiter = seaworthy_layers::RateLimiter::new(Quota::per_second(10).burst(1))
         .headers_on_success(true)
         .delay(true);
-    let server = HttpServer::new(move || {
+    let (addr, handle) = spawn_app!(move || {
         App::new()
             .route("/", web::get().to(|| async { "hello" }))
             .wrap(RateLimit::with_limiter(limiter.clone()))
-    })
-    .disable_signals()
-    .workers(1)
-    .bind(("127.0.0.1", 0))
-    .unwrap();
-    let addr = server.addrs()[0];
-    let server = server.run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
+    });
     // The first passes at once with the fields; the next are held (10/s:
     // about 100 ms each) instead of refused.
     let started = Instant::now();
@@ -454,19 +447,12 @@ async fn two_actix_servers_share_one_quota_in_redis() {
             ),
             store,
         );
-        let server = HttpServer::new(move || {
+        let (addr, handle) = spawn_app!(move || {
             App::new()
                 .route("/", web::get().to(|| async { "hello" }))
                 .wrap(RateLimit::with_limiter(limiter.clone()))
-        })
-        .disable_signals()
-        .workers(1)
-        .bind(("127.0.0.1", 0))
-        .unwrap();
-        let addr = server.addrs()[0];
-        let server = server.run();
-        servers.push((addr, server.handle()));
-        actix_web::rt::spawn(server);
+        });
+        servers.push((addr, handle));
     }
     // One client (127.0.0.1), alternating between the two: 4 in the burst
     // in all (the quota's capacity), then refused on both. (Two memory
