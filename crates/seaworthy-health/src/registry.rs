@@ -538,6 +538,65 @@ impl HealthRegistry {
         self.inner.watches[probe.index()].subscribe()
     }
 
+    /// Waits until readiness passes (or warns): `true`; or until the
+    /// shutdown this registry follows ([`Builder::shutdown`]) is triggered:
+    /// `false`, at once, even while a slow check is running. The gate
+    /// between "bound" and "ready" in a start or an upgrade: hand over
+    /// (`Upgrader::ready`), print the ready line or notify systemd only on
+    /// `true`.
+    ///
+    /// Readiness is asked again every 20 ms at first, backing off to every
+    /// 250 ms (a check's cache decides how often it really runs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use seaworthy_health::HealthRegistry;
+    /// use seaworthy_shutdown::{Shutdown, ShutdownReason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let shutdown = Shutdown::builder().signals([]).build().unwrap();
+    /// let registry = HealthRegistry::builder()
+    ///     .shutdown(shutdown.token())
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(registry.until_ready().await); // no checks: ready
+    /// shutdown.trigger(ShutdownReason::requested("example"));
+    /// assert!(!registry.until_ready().await); // shutting down: never ready
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn until_ready(&self) -> bool {
+        const FIRST: Duration = Duration::from_millis(20);
+        const MOST: Duration = Duration::from_millis(250);
+        let token = self.inner.shutdown.clone();
+        let shutting_down = async {
+            match &token {
+                Some(token) => token.triggered().await,
+                None => std::future::pending().await,
+            }
+        };
+        let ready = async {
+            let mut pause = FIRST;
+            loop {
+                if self.check(Probe::Readiness).await.status() != Status::Fail {
+                    return;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MOST);
+            }
+        };
+        tokio::select! {
+            biased;
+            () = shutting_down => false,
+            () = ready => !token.as_ref().is_some_and(ShutdownToken::is_shutting_down),
+        }
+    }
+
     /// The names of the checks, in the order they were added.
     pub fn check_names(&self) -> Vec<&str> {
         self.inner

@@ -399,3 +399,63 @@ async fn a_dependency_in_liveness_is_refused_unless_allowed() {
         .unwrap_err();
     assert_eq!(err.to_string(), "two checks are keyed \"db\"");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_ready_waits_for_readiness_and_gives_up_at_once_when_shutdown_starts() {
+    // Not ready at first, then ready: the gate opens once it passes.
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&ready);
+    let registry = HealthRegistry::builder()
+        .check(
+            Check::new("warming", move || {
+                let ready = flag.load(Ordering::Acquire);
+                async move {
+                    Ok::<_, std::convert::Infallible>(if ready {
+                        CheckResult::pass()
+                    } else {
+                        CheckResult::fail()
+                    })
+                }
+            })
+            .cached(Duration::from_millis(10)),
+        )
+        .build()
+        .unwrap();
+    let gate = tokio::spawn({
+        let registry = registry.clone();
+        async move { registry.until_ready().await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!gate.is_finished(), "open before the check passed");
+    ready.store(true, Ordering::Release);
+    let opened = tokio::time::timeout(Duration::from_secs(10), gate).await;
+    assert!(matches!(opened, Ok(Ok(true))), "{opened:?}");
+
+    // A start whose check hangs: a shutdown meanwhile closes the gate at
+    // once, not after the check's timeout (the slow start that hung a
+    // SIGTERM before this gate existed).
+    let shutdown = Shutdown::builder().signals([]).build().unwrap();
+    let registry = HealthRegistry::builder()
+        .shutdown(shutdown.token())
+        .check(
+            Check::new("hangs", pending::<Result<CheckResult, std::io::Error>>)
+                .timeout(Duration::from_secs(60)),
+        )
+        .probe_timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let gate = tokio::spawn({
+        let registry = registry.clone();
+        async move { registry.until_ready().await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let triggered = std::time::Instant::now();
+    shutdown.trigger(ShutdownReason::requested("test"));
+    let closed = tokio::time::timeout(Duration::from_secs(10), gate).await;
+    assert!(matches!(closed, Ok(Ok(false))), "{closed:?}");
+    assert!(
+        triggered.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        triggered.elapsed()
+    );
+}

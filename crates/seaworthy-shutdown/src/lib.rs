@@ -146,8 +146,8 @@ pub use builder::{BuildError, Builder};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal, TaskFailure};
 pub use report::{
-    EXIT_CLEAN, EXIT_FAILED, EXIT_IMMEDIATE, EXIT_TIMED_OUT, HookFailure, HookFailureKind,
-    PhaseTiming, ShutdownReport, Straggler,
+    EXIT_CLEAN, EXIT_CONFIG, EXIT_FAILED, EXIT_IMMEDIATE, EXIT_TIMED_OUT, EXIT_UNAVAILABLE,
+    HookFailure, HookFailureKind, PhaseTiming, ShutdownReport, Straggler,
 };
 pub use shutdown::Shutdown;
 pub use token::{DrainGuard, ShutdownToken};

@@ -15,6 +15,14 @@ pub const EXIT_TIMED_OUT: i32 = 124;
 /// A third signal arrived and the process exited at once, without a report
 /// (`128 + SIGINT`, the shell's code for an interrupted program).
 pub const EXIT_IMMEDIATE: i32 = 130;
+/// The configuration is wrong: the process did not start (`EX_CONFIG` from
+/// sysexits.h; systemd's `RestartPreventExitStatus=78` keeps it from
+/// restarting in a loop on a setting that will not fix itself).
+pub const EXIT_CONFIG: i32 = 78;
+/// A resource the process needs is not available: the address cannot be
+/// bound, or an upgrade's hand-over was refused (`EX_UNAVAILABLE` from
+/// sysexits.h).
+pub const EXIT_UNAVAILABLE: i32 = 69;
 
 /// What a shutdown did: why it started, how long each phase took, and what
 /// was still running when a deadline passed.

@@ -70,6 +70,11 @@ impl Inner {
         self.started.load(Ordering::Acquire)
     }
 
+    /// Fires on the first trigger.
+    pub(crate) fn triggered_token(&self) -> &CancellationToken {
+        &self.triggered
+    }
+
     /// Starts the shutdown if none has started. Returns whether this call did.
     pub(crate) fn trigger(&self, reason: ShutdownReason) -> bool {
         if self

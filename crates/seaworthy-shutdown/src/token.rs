@@ -135,6 +135,18 @@ impl ShutdownToken {
         self.inner.is_triggered()
     }
 
+    /// Resolves when a shutdown is triggered (a signal, a call, a critical
+    /// task's failure): the moment [`is_shutting_down`](Self::is_shutting_down)
+    /// turns true, even before [`Shutdown::wait`](crate::Shutdown::wait)
+    /// runs the phases. An owned future (`Send + 'static`).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn triggered(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.inner.triggered_token().clone().cancelled_owned()
+    }
+
     /// A watch of the current phase.
     pub fn phase_watch(&self) -> watch::Receiver<Phase> {
         self.inner.phase.subscribe()
@@ -169,6 +181,42 @@ impl ShutdownToken {
         let mut watch = self.inner.phase.subscribe();
         // The sender lives in `inner`, which `self` keeps alive: no error.
         let _ = watch.wait_for(|current| *current >= phase).await;
+    }
+
+    /// Resolves when listeners should stop accepting: when the shutdown
+    /// reaches [`Closing`](Phase::Closing), after the drain delay. An owned
+    /// future (`Send + 'static`), for a server's graceful-shutdown hook.
+    ///
+    /// Readiness follows [`is_shutting_down`](Self::is_shutting_down) (from
+    /// the trigger); a listener follows `closing` (after the drain delay);
+    /// workers follow [`cancelled`](Self::cancelled) (after the drain).
+    ///
+    /// # Examples
+    ///
+    /// `axum::serve` under the shutdown: spawned as a tracked task, so the
+    /// shutdown waits for the requests in flight (until the budget), and
+    /// stopping at `closing`, so the load balancer has had the drain delay
+    /// to stop sending.
+    ///
+    /// ```
+    /// use seaworthy_shutdown::{Shutdown, ShutdownReason};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), seaworthy_shutdown::BuildError> {
+    /// let shutdown = Shutdown::builder().signals([]).build()?;
+    /// let closing = shutdown.token().closing();
+    /// shutdown.spawn("http", async move {
+    ///     // axum::serve(listener, app).with_graceful_shutdown(closing).await
+    ///     closing.await;
+    /// });
+    /// shutdown.trigger(ShutdownReason::requested("example"));
+    /// assert!(shutdown.wait().await.is_clean());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn closing(&self) -> impl Future<Output = ()> + Send + 'static {
+        let token = self.clone();
+        async move { token.reached(Phase::Closing).await }
     }
 
     /// A guard for one open connection (or any work the
