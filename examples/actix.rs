@@ -41,15 +41,13 @@ use std::time::Duration;
 use actix_web::{App, HttpServer, web};
 use seaworthy::actix::{CloseWhenDraining, PathGuard, RateLimit, ResolveClientIp, SecurityHeaders};
 use seaworthy::config::Loader;
-use seaworthy::health::{Authorizer, HealthRegistry, HealthService, Probe, Status};
-use seaworthy::layers::{ClientIp, Quota, RateLimiter};
+use seaworthy::health::{HealthRegistry, HealthService};
+use seaworthy::layers::{Quota, RateLimiter, TrustedProxies};
 use seaworthy::listener::Bind;
 use seaworthy::listener::upgrade::Upgrader;
-use seaworthy::shutdown::{Shutdown, Signal};
-use seaworthy_examples::{Cidr, EX_CONFIG, init_tracing, trusted};
+use seaworthy::shutdown::{EXIT_CONFIG, EXIT_UNAVAILABLE, Shutdown, Signal};
+use seaworthy_examples::{exit, init_tracing};
 
-/// `EX_UNAVAILABLE` from sysexits.h.
-const EX_UNAVAILABLE: u8 = 69;
 /// The longest `/slow` sleeps.
 const SLOW_MAX_MS: u64 = 60_000;
 /// The probes, never rate limited.
@@ -64,10 +62,9 @@ struct Settings {
     shutdown_drain_delay: Duration,
     #[serde(with = "seaworthy::config::duration")]
     shutdown_timeout: Duration,
-    #[serde(with = "seaworthy::config::from_str")]
     rate_limit: Quota,
     rate_limit_burst: u32,
-    trusted_proxies: Vec<Cidr>,
+    trusted_proxies: TrustedProxies,
     #[serde(with = "seaworthy::config::bytes")]
     max_body: u64,
     #[serde(with = "seaworthy::config::duration")]
@@ -85,7 +82,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(30),
             rate_limit: Quota::per_minute(100),
             rate_limit_burst: 20,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: TrustedProxies::none(),
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(30),
             upgrade_timeout: Duration::from_secs(30),
@@ -128,7 +125,7 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
     match std::env::args().nth(1).as_deref() {
@@ -144,7 +141,7 @@ async fn main() -> ExitCode {
             "invalid configuration: 1 problem\n  REQUEST_TIMEOUT: more than 0s (0s would answer \
              every request 504)"
         );
-        return ExitCode::from(EX_CONFIG);
+        return exit(EXIT_CONFIG);
     }
     let shutdown = match Shutdown::builder()
         .timeout(settings.shutdown_timeout)
@@ -155,7 +152,7 @@ async fn main() -> ExitCode {
         Ok(shutdown) => shutdown,
         Err(err) => {
             eprintln!("invalid configuration: {err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
     let upgrader = match Upgrader::builder()
@@ -165,7 +162,7 @@ async fn main() -> ExitCode {
         Ok(upgrader) => upgrader,
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::from(EX_UNAVAILABLE);
+            return exit(EXIT_UNAVAILABLE);
         }
     };
     let addr = SocketAddr::new(settings.host, settings.port);
@@ -173,30 +170,25 @@ async fn main() -> ExitCode {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::from(EX_UNAVAILABLE);
+            return exit(EXIT_UNAVAILABLE);
         }
     };
     let Ok(listening) = listener.local_addr() else {
         eprintln!("cannot read the listening address");
-        return ExitCode::from(EX_UNAVAILABLE);
+        return exit(EXIT_UNAVAILABLE);
     };
 
     let health = match HealthRegistry::builder().shutdown(shutdown.token()).build() {
         Ok(health) => health,
         Err(err) => {
             eprintln!("invalid health checks: {err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
-    let probes = HealthService::new(health.clone()).authorizer(Authorizer::predicate(|parts| {
-        parts
-            .extensions
-            .get::<ClientIp>()
-            .is_some_and(|client| client.ip.is_loopback())
-    }));
+    let probes = HealthService::new(health.clone()).authorizer(seaworthy::authorize::loopback());
     let quota = settings.rate_limit.burst(settings.rate_limit_burst);
     let limiter = RateLimiter::new(quota).skip_paths(PROBES);
-    let trusted = trusted(&settings.trusted_proxies);
+    let trusted = settings.trusted_proxies.clone();
     let max_body = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
     let request_timeout = settings.request_timeout;
     let drain = shutdown.token();
@@ -227,14 +219,13 @@ async fn main() -> ExitCode {
 
     // Ready means readiness passes; only then may an upgrade's old process
     // stop, and only then does actix take the socket.
-    let token = shutdown.token();
-    while !token.is_shutting_down() && health.check(Probe::Readiness).await.status() == Status::Fail
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if !health.until_ready().await {
+        // A signal during the start: nothing was served, nothing to drain.
+        std::process::exit(shutdown.wait().await.exit_code());
     }
     if let Err(err) = upgrader.ready().await {
         eprintln!("{err}");
-        return ExitCode::from(EX_UNAVAILABLE);
+        return exit(EXIT_UNAVAILABLE);
     }
     let server = HttpServer::new(app)
         .disable_signals()
@@ -247,7 +238,7 @@ async fn main() -> ExitCode {
         Ok(server) => server.run(),
         Err(err) => {
             eprintln!("cannot serve the listener: {err}");
-            return ExitCode::from(EX_UNAVAILABLE);
+            return exit(EXIT_UNAVAILABLE);
         }
     };
     actix_web::rt::spawn(seaworthy::actix::serve(server, shutdown.token()));

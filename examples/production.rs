@@ -80,9 +80,7 @@ use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::Response;
 use axum::routing::{get, post};
 use seaworthy::config::{Loader, Secret};
-use seaworthy::health::{
-    Authorizer, Check, CheckResult, HealthRegistry, HealthService, Kind, Probe, Status,
-};
+use seaworthy::health::{Check, CheckResult, HealthRegistry, HealthService, Kind};
 use seaworthy::layers::client_ip::ClientIpService;
 use seaworthy::layers::redis_store::{Fallback, RedisStore};
 use seaworthy::layers::tower_http::catch_panic::{
@@ -90,18 +88,16 @@ use seaworthy::layers::tower_http::catch_panic::{
 };
 use seaworthy::layers::tower_http::limit::RequestBodyLimitLayer;
 use seaworthy::layers::{
-    ClientIp, ClientIpLayer, KeyBy, PathGuard, PathGuardLayer, Policy, Quota, RateLimitLayer,
+    ClientIpLayer, KeyBy, PathGuard, PathGuardLayer, Policy, Quota, RateLimitLayer,
     SecurityHeaders, SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
 };
 use seaworthy::listener::tls::{HttpsRedirect, Tls, TlsConfig};
 use seaworthy::listener::upgrade::Upgrader;
 use seaworthy::listener::{Bind, Server};
-use seaworthy::shutdown::{Shutdown, Signal};
-use seaworthy_examples::{Cidr, EX_CONFIG, init_tracing};
+use seaworthy::shutdown::{EXIT_CONFIG, EXIT_UNAVAILABLE, Shutdown, Signal};
+use seaworthy_examples::{exit, init_tracing};
 use tower::ServiceBuilder;
 
-/// `EX_UNAVAILABLE` from sysexits.h: the address cannot be had.
-const EX_UNAVAILABLE: u8 = 69;
 /// The longest `/slow` sleeps.
 const SLOW_MAX_MS: u64 = 60_000;
 
@@ -115,10 +111,9 @@ struct Settings {
     shutdown_drain_delay: Duration,
     #[serde(with = "seaworthy::config::duration")]
     shutdown_timeout: Duration,
-    #[serde(with = "seaworthy::config::from_str")]
     rate_limit: Quota,
     rate_limit_burst: u32,
-    trusted_proxies: Vec<Cidr>,
+    trusted_proxies: TrustedProxies,
     #[serde(with = "seaworthy::config::bytes")]
     max_body: u64,
     #[serde(with = "seaworthy::config::duration")]
@@ -153,7 +148,7 @@ impl Default for Settings {
             shutdown_timeout: Duration::from_secs(30),
             rate_limit: Quota::per_minute(100),
             rate_limit_burst: 20,
-            trusted_proxies: Vec::new(),
+            trusted_proxies: TrustedProxies::none(),
             max_body: 1 << 20,
             request_timeout: Duration::from_secs(30),
             tls_cert: None,
@@ -378,11 +373,6 @@ fn with_cause(err: &seaworthy::listener::Error) -> String {
     format!("{err}{cause}")
 }
 
-/// `TRUSTED_PROXIES` as the layers take it.
-fn trusted_proxies(settings: &Settings) -> TrustedProxies {
-    seaworthy_examples::trusted(&settings.trusted_proxies)
-}
-
 /// The probes alone, for `HEALTH_PORT`: client IP (for the details) and
 /// security headers around them.
 fn probes_only(
@@ -394,7 +384,7 @@ fn probes_only(
         .route_service("/health/ready", health.clone())
         .route_service("/health/startup", health);
     ServiceBuilder::new()
-        .layer(ClientIpLayer::new(trusted_proxies(settings)))
+        .layer(ClientIpLayer::new(settings.trusted_proxies.clone()))
         .layer(SecurityHeadersLayer::api())
         .service(routes)
 }
@@ -402,7 +392,7 @@ fn probes_only(
 /// The routes and the stack, in the documented order; the rate limit in
 /// Redis when `redis` is given, else in this process's memory.
 fn app(health: HealthService, settings: &Settings, redis: Option<RedisStore>) -> Probed {
-    let trusted = trusted_proxies(settings);
+    let trusted = settings.trusted_proxies.clone();
     let max_body = usize::try_from(settings.max_body).unwrap_or(usize::MAX);
     let quota = settings.rate_limit.burst(settings.rate_limit_burst);
     let routes = Router::new()
@@ -670,7 +660,7 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
     let addr = SocketAddr::new(settings.host, settings.port);
@@ -690,7 +680,7 @@ async fn main() -> ExitCode {
         for problem in problems {
             eprintln!("  {problem}");
         }
-        return ExitCode::from(EX_CONFIG);
+        return exit(EXIT_CONFIG);
     }
     // Certificates are checked before anything binds: a bad pair stops the
     // start (and an upgrade's new process never becomes ready).
@@ -698,10 +688,10 @@ async fn main() -> ExitCode {
         Ok(tls) => tls,
         Err(problem) => {
             eprintln!("invalid configuration: 1 problem\n  {problem}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
-    if settings.trusted_proxies.iter().any(|cidr| cidr.len == 0) {
+    if settings.trusted_proxies.trusts_everyone() {
         tracing::warn!(
             "TRUSTED_PROXIES contains a /0 block: every address on the internet is a trusted \
              proxy, so any client can choose its own address (and rate-limit bucket) with \
@@ -719,13 +709,13 @@ async fn main() -> ExitCode {
         Ok(shutdown) => shutdown,
         Err(err) => {
             eprintln!("invalid configuration: {err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
 
     if let Err(err) = other_signals(tls.clone()) {
         eprintln!("cannot listen for signals: {err}");
-        return ExitCode::from(EX_UNAVAILABLE);
+        return exit(EXIT_UNAVAILABLE);
     }
 
     // Takes over the sockets of the process this one replaces, if any.
@@ -737,18 +727,18 @@ async fn main() -> ExitCode {
         Ok(upgrader) => upgrader,
         Err(err) if err.is_config() => {
             eprintln!("invalid configuration: 1 problem\n  UPGRADE_SOCKET: {err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::from(EX_UNAVAILABLE);
+            return exit(EXIT_UNAVAILABLE);
         }
     };
     let listener = match upgrader.listener("http", Bind::tcp(addr)) {
         Ok(listener) => listener,
         Err(err) => {
             eprintln!("{}", with_cause(&err));
-            return ExitCode::from(EX_UNAVAILABLE);
+            return exit(EXIT_UNAVAILABLE);
         }
     };
     let health_listener = match settings.health_port {
@@ -757,7 +747,7 @@ async fn main() -> ExitCode {
                 Ok(listener) => Some(listener),
                 Err(err) => {
                     eprintln!("HEALTH_PORT: {}", with_cause(&err));
-                    return ExitCode::from(EX_UNAVAILABLE);
+                    return exit(EXIT_UNAVAILABLE);
                 }
             }
         }
@@ -769,7 +759,7 @@ async fn main() -> ExitCode {
                 Ok(listener) => Some(listener),
                 Err(err) => {
                     eprintln!("HTTP_REDIRECT_PORT: {}", with_cause(&err));
-                    return ExitCode::from(EX_UNAVAILABLE);
+                    return exit(EXIT_UNAVAILABLE);
                 }
             }
         }
@@ -779,7 +769,7 @@ async fn main() -> ExitCode {
         Ok(addr) => addr,
         Err(err) => {
             eprintln!("cannot read the listening address: {err}");
-            return ExitCode::from(EX_UNAVAILABLE);
+            return exit(EXIT_UNAVAILABLE);
         }
     };
 
@@ -791,7 +781,7 @@ async fn main() -> ExitCode {
             Ok(store) => Some(store),
             Err(err) => {
                 eprintln!("invalid configuration: 1 problem\n  REDIS_URL: {err}");
-                return ExitCode::from(EX_CONFIG);
+                return exit(EXIT_CONFIG);
             }
         },
         None => None,
@@ -806,19 +796,13 @@ async fn main() -> ExitCode {
         Ok(health) => health,
         Err(err) => {
             eprintln!("invalid health checks: {err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
     // Check details for clients on this machine only: the client the
     // client-IP layer resolved (the probes are inside it), not the TCP
     // peer, which is a proxy on this host for every client behind it.
-    let details = Authorizer::predicate(|parts| {
-        parts
-            .extensions
-            .get::<ClientIp>()
-            .is_some_and(|client| client.ip.is_loopback())
-    });
-    let probes = HealthService::new(health.clone()).authorizer(details);
+    let probes = HealthService::new(health.clone()).authorizer(seaworthy::authorize::loopback());
 
     let mut server = Server::new()
         .header_read_timeout(settings.header_read_timeout)
@@ -826,7 +810,7 @@ async fn main() -> ExitCode {
         .max_connections(settings.max_connections);
     if settings.max_connections_per_ip > 0 {
         // The proxies in front bring many clients each: not limited.
-        let trusted = trusted_proxies(&settings);
+        let trusted = settings.trusted_proxies.clone();
         server = server
             .max_connections_per_ip(settings.max_connections_per_ip)
             .per_ip_exempt(move |ip| trusted.contains(ip));
@@ -885,15 +869,10 @@ async fn main() -> ExitCode {
 
     // Ready means readiness passes, not merely bound: only then does an
     // upgrade's old process stop accepting.
-    let token = shutdown.token();
-    while !token.is_shutting_down() && health.check(Probe::Readiness).await.status() == Status::Fail
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if !token.is_shutting_down() {
+    if health.until_ready().await {
         if let Err(err) = upgrader.ready().await {
             eprintln!("{err}");
-            return ExitCode::from(EX_UNAVAILABLE);
+            return exit(EXIT_UNAVAILABLE);
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
         println!(

@@ -20,8 +20,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use seaworthy::config::Loader;
-use seaworthy::shutdown::Shutdown;
-use seaworthy_examples::{EX_CONFIG, init_tracing};
+use seaworthy::shutdown::{EXIT_CONFIG, Shutdown};
+use seaworthy_examples::{exit, init_tracing};
 
 #[derive(serde::Deserialize)]
 #[serde(default)]
@@ -55,7 +55,7 @@ async fn main() -> ExitCode {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("{err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
     let shutdown = match Shutdown::builder()
@@ -67,7 +67,7 @@ async fn main() -> ExitCode {
         Ok(shutdown) => shutdown,
         Err(err) => {
             eprintln!("invalid configuration: {err}");
-            return ExitCode::from(EX_CONFIG);
+            return exit(EXIT_CONFIG);
         }
     };
 

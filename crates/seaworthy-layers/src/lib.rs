@@ -168,6 +168,7 @@
 //! | `axum` | reads axum's `ConnectInfo<SocketAddr>` and `ConnectInfo<Addr>` as the peer (enables axum's `tokio` feature, which `ConnectInfo` needs) |
 //! | `redis` | `RedisStore`, the rate limit shared through Redis: the redis crate (its multiplexed `ConnectionManager`) and sha2; about 140 more crates, most of them `url`'s IDNA tables |
 //! | `redis-tls` | `rediss://` URLs (rustls, with the webpki roots) |
+//! | `serde` | `Deserialize` and `Serialize` for [`Quota`] (`100/min`), [`IpNet`](client_ip::IpNet) and [`TrustedProxies`] (`10.0.0.0/8, ::1`, or a list), as the text a person writes, so they load with seaworthy-config like every other setting (the facade's `layers` feature turns it on) |
 //!
 //! With default features the crate has 24 normal dependencies in all
 //! (`cargo tree -e normal` on Linux): `http`, tower's `Layer` and `Service` traits, tower-http
@@ -189,6 +190,8 @@ pub mod rate_limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis_store;
 pub mod security_headers;
+#[cfg(feature = "serde")]
+mod serde_impls;
 pub mod store;
 pub mod timeout;
 

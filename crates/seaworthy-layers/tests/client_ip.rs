@@ -253,3 +253,26 @@ async fn the_headers_layer_inside_the_client_ip_layer_takes_https_from_a_trusted
     // The other way round, only the connection's own TLS counts (plain here).
     assert!(!hsts(false).await);
 }
+
+#[test]
+fn trusted_proxies_parse_display_and_round_trip() {
+    let proxies: TrustedProxies = " 10.0.0.0/8, ::1 ,192.168.1.7".parse().unwrap();
+    assert_eq!(proxies.to_string(), "10.0.0.0/8,::1/128,192.168.1.7/32");
+    assert_eq!(
+        proxies.to_string().parse::<TrustedProxies>().unwrap(),
+        proxies
+    );
+    assert!(proxies.contains("10.1.2.3".parse().unwrap()));
+    assert_eq!(proxies.nets().len(), 3);
+    assert!(!proxies.trusts_everyone());
+    assert!(
+        "10.0.0.0/8,0.0.0.0/0"
+            .parse::<TrustedProxies>()
+            .unwrap()
+            .trusts_everyone()
+    );
+    assert!("".parse::<TrustedProxies>().unwrap().is_empty());
+    for bad in ["10.0.0.0/33", "localhost", "10.0.0.0/8,,x", "::1/129"] {
+        assert!(bad.parse::<TrustedProxies>().is_err(), "{bad}");
+    }
+}

@@ -10,6 +10,7 @@
 //! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
 //! | `tls` | `listener::tls` | `seaworthy-listener` (feature `tls`) | TLS termination with rustls: certificates checked before they are served and reloaded on change, mutual TLS, an HTTP-to-HTTPS redirect |
 //! | `tls` and `health` | [`tls_check`] | | the certificates' expiry and reloads as a health check |
+//! | `health` and `layers` | [`authorize`] | | who sees the probes' details, by the resolved client IP |
 //! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
 //! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
 //! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard, each a framework-free decision with a tower skin |
@@ -83,6 +84,10 @@ pub use seaworthy_layers as layers;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "listener", feature = "layers"))))]
 #[doc(inline)]
 pub use seaworthy_connection as connection;
+
+#[cfg(all(feature = "health", feature = "layers"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "health", feature = "layers"))))]
+pub mod authorize;
 
 #[cfg(all(feature = "tls", feature = "health"))]
 mod tls_check;

@@ -213,9 +213,49 @@ impl TrustedProxies {
         self.nets.iter().any(|net| net.contains(ip))
     }
 
+    /// The blocks, in the order given.
+    pub fn nets(&self) -> &[IpNet] {
+        &self.nets
+    }
+
+    /// Whether a block is `/0`: every address on the internet is then a
+    /// trusted proxy, so any client chooses its own address with a header.
+    /// Worth a loud warning at start.
+    pub fn trusts_everyone(&self) -> bool {
+        self.nets.iter().any(|net| net.prefix == 0)
+    }
+
     /// Whether none is trusted.
     pub fn is_empty(&self) -> bool {
         self.nets.is_empty()
+    }
+}
+
+impl FromStr for TrustedProxies {
+    type Err = InvalidNet;
+
+    /// As [`parse`](TrustedProxies::parse): `10.0.0.0/8, ::1`.
+    fn from_str(list: &str) -> Result<Self, InvalidNet> {
+        TrustedProxies::parse(list)
+    }
+}
+
+impl fmt::Display for TrustedProxies {
+    /// The blocks, comma-separated: `10.0.0.0/8,::1/128` (parses back).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, net) in self.nets.iter().enumerate() {
+            if index > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{net}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromIterator<IpNet> for TrustedProxies {
+    fn from_iter<I: IntoIterator<Item = IpNet>>(nets: I) -> Self {
+        TrustedProxies::new(nets)
     }
 }
 
