@@ -106,8 +106,77 @@ impl Loader {
     /// A [`ConfigError`] naming every missing, invalid, unknown or
     /// conflicting variable, and never a value.
     pub fn load<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let wanted = root_fields::<T>();
+        self.load_root(wanted.as_deref(), |ctx, root| {
+            T::deserialize(De::root(ctx, root))
+        })
+    }
+
+    /// Loads two settings types from the same variables, with one error
+    /// for everything wrong in either: a library's settings (seaworthy's
+    /// own, say) beside the program's, each a plain struct.
+    ///
+    /// Why not `#[serde(flatten)]`: serde hands a flattened struct its
+    /// values as text it has buffered, so a number, a list or a duration
+    /// in it would no longer parse from the environment, and a bad one
+    /// could not be named by its variable. Both types here read the
+    /// variables directly; with a prefix, a variable neither reads is
+    /// unknown, as with [`load`](Self::load).
+    ///
+    /// ```
+    /// use seaworthy_config::Loader;
+    ///
+    /// #[derive(serde::Deserialize, Debug)]
+    /// struct Server { port: u16 }
+    ///
+    /// #[derive(serde::Deserialize, Debug)]
+    /// struct App { greeting: String, #[serde(default)] workers: u8 }
+    ///
+    /// let loader = Loader::new("APP_").from_iter([("APP_PORT", "8080"), ("APP_GREETING", "hi")]);
+    /// let (server, app): (Server, App) = loader.load_both().unwrap();
+    /// assert_eq!((server.port, app.greeting.as_str()), (8080, "hi"));
+    ///
+    /// let err = Loader::new("APP_")
+    ///     .from_iter([("APP_PORT", "x"), ("APP_WORKERS", "many"), ("APP_PROT", "1")])
+    ///     .load_both::<Server, App>()
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), "invalid configuration: 4 problems
+    ///   APP_GREETING: missing, and required
+    ///   APP_PORT (environment): invalid, expected an integer from 0 to 65535
+    ///   APP_PROT (environment): unknown variable; did you mean APP_PORT?
+    ///   APP_WORKERS (environment): invalid, expected an integer from 0 to 255");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](Self::load), over both types.
+    pub fn load_both<A: DeserializeOwned, B: DeserializeOwned>(
+        &self,
+    ) -> Result<(A, B), ConfigError> {
+        let wanted = match (root_fields::<A>(), root_fields::<B>()) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        self.load_root(wanted.as_deref(), |ctx, root| {
+            // B is read once A reads whole (with stand-ins for its bad
+            // values): each pass stops at its first problem.
+            let a = A::deserialize(De::root(ctx, root))?;
+            let b = B::deserialize(De::root(ctx, root))?;
+            Ok((a, b))
+        })
+    }
+
+    /// Loads what `deserialize` reads from the root, every problem at once.
+    fn load_root<R>(
+        &self,
+        wanted: Option<&[&str]>,
+        deserialize: impl Fn(&Ctx<'_>, &crate::de::Node) -> Result<R, crate::de::DeError>,
+    ) -> Result<R, ConfigError> {
         let mut problems = Vec::new();
-        let wanted = self.prefix.is_empty().then(root_fields::<T>).flatten();
+        let wanted = if self.prefix.is_empty() { wanted } else { None };
         let vars = self.variables(wanted, &mut problems);
         let root = build_tree(self.prefix.len(), &vars, &mut problems);
         let mut stand_ins: HashMap<Vec<String>, usize> = HashMap::new();
@@ -120,7 +189,7 @@ impl Loader {
         let limit = (vars.len() + 64) * (STAND_INS.len() + 1);
         for _ in 0..limit {
             let ctx = Ctx::new(&vars, &stand_ins, &excluded);
-            let result = T::deserialize(De::root(&ctx, &root));
+            let result = deserialize(&ctx, &root);
             let failure = ctx.failed.borrow_mut().take();
             match (result, failure) {
                 (Ok(value), _) => {
@@ -214,7 +283,8 @@ impl Loader {
 
     /// The effective settings, each variable with its value (secrets
     /// redacted: [`Secret`](crate::Secret) serializes as `[redacted]`) and
-    /// where it came from, for a `--print-config` flag.
+    /// where it came from, for a `--print-config` flag. A pair as
+    /// [`load_both`](Self::load_both) returns it explains both.
     pub fn explain<T: Serialize>(&self, settings: &T) -> Explanation {
         let value = to_value(settings);
         let fields: Vec<&str> = match &value {
@@ -273,7 +343,7 @@ impl Loader {
 
 /// The top-level field names of `T`, when it is a struct: found by one
 /// pass over no variables, which meets the struct before anything fails.
-fn root_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
+fn root_fields<T: DeserializeOwned>() -> Option<Vec<&'static str>> {
     let stand_ins = HashMap::new();
     let excluded = HashSet::new();
     let empty = crate::de::Node::Map(Default::default());
@@ -283,7 +353,7 @@ fn root_fields<T: DeserializeOwned>() -> Option<&'static [&'static str]> {
         .into_inner()
         .into_iter()
         .find(|(path, _)| path.is_empty())
-        .map(|(_, fields)| fields)
+        .map(|(_, fields)| fields.to_vec())
 }
 
 fn finish<T>(value: T, problems: Vec<Problem>) -> Result<T, ConfigError> {
@@ -309,11 +379,16 @@ fn unknown(
 ) -> Vec<Problem> {
     use crate::de::Node;
     let mut problems = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // The fields each path's structs read (two at the root with
+    // `load_both`), in the order first seen.
+    let mut paths: Vec<(&Vec<String>, Vec<&'static str>)> = Vec::new();
     for (path, fields) in structs {
-        if !seen.insert(path.clone()) {
-            continue;
+        match paths.iter_mut().find(|(known, _)| *known == path) {
+            Some((_, known)) => known.extend(fields.iter().copied()),
+            None => paths.push((path, fields.to_vec())),
         }
+    }
+    for (path, fields) in paths {
         // The struct's own node; a struct with no variable at all (a
         // missing one, given a stand-in) has none, and nothing unknown.
         let mut node = Some(root);
@@ -340,7 +415,7 @@ fn unknown(
                 .filter(|(distance, field)| *distance <= 2.max(field.len() / 3));
             let did_you_mean = closest.map(|(_, field)| {
                 let mut full = path.clone();
-                full.push(field.to_owned());
+                full.push((*field).to_owned());
                 format!("{prefix}{}", full.join("__")).to_ascii_uppercase()
             });
             let mut leaves = Vec::new();
@@ -366,8 +441,21 @@ fn collect_leaves(node: &crate::de::Node, leaves: &mut Vec<usize>) {
     }
 }
 
+/// `settings` as a JSON object; a pair of structs (what
+/// [`Loader::load_both`] returns) as one object of both.
 fn to_value<T: Serialize>(settings: &T) -> Value {
-    serde_json::to_value(settings).unwrap_or(Value::Null)
+    match serde_json::to_value(settings).unwrap_or(Value::Null) {
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            let mut merged = serde_json::Map::new();
+            for item in items {
+                if let Value::Object(map) = item {
+                    merged.extend(map);
+                }
+            }
+            Value::Object(merged)
+        }
+        value => value,
+    }
 }
 
 /// Calls `emit(NAME, value)` for each leaf of a serialized settings value;
