@@ -70,7 +70,6 @@
 //! refused).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -79,17 +78,18 @@ use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query};
 use axum::http::Response;
 use axum::routing::{get, post};
-use seaworthy::config::{Loader, Secret};
+use seaworthy::Settings;
+use seaworthy::config::Loader;
 use seaworthy::health::{Check, CheckResult, HealthRegistry, HealthService, Kind};
 use seaworthy::layers::client_ip::ClientIpService;
-use seaworthy::layers::redis_store::{Fallback, RedisStore};
+use seaworthy::layers::redis_store::RedisStore;
 use seaworthy::layers::tower_http::catch_panic::{
     CatchPanic, CatchPanicLayer, DefaultResponseForPanic,
 };
 use seaworthy::layers::tower_http::limit::RequestBodyLimitLayer;
 use seaworthy::layers::{
-    ClientIpLayer, KeyBy, PathGuard, PathGuardLayer, Policy, Quota, RateLimitLayer,
-    SecurityHeaders, SecurityHeadersLayer, TimeoutLayer, TrustedProxies,
+    ClientIpLayer, KeyBy, PathGuard, PathGuardLayer, Policy, RateLimitLayer, SecurityHeaders,
+    SecurityHeadersLayer, TimeoutLayer,
 };
 use seaworthy::listener::tls::{HttpsRedirect, Tls, TlsConfig};
 use seaworthy::listener::upgrade::Upgrader;
@@ -100,106 +100,6 @@ use tower::ServiceBuilder;
 
 /// The longest `/slow` sleeps.
 const SLOW_MAX_MS: u64 = 60_000;
-
-/// The flagship's settings, from the environment (and `.env` when present).
-#[derive(serde::Deserialize, serde::Serialize, Debug)]
-#[serde(default)]
-struct Settings {
-    host: IpAddr,
-    port: u16,
-    #[serde(with = "seaworthy::config::duration")]
-    shutdown_drain_delay: Duration,
-    #[serde(with = "seaworthy::config::duration")]
-    shutdown_timeout: Duration,
-    rate_limit: Quota,
-    rate_limit_burst: u32,
-    trusted_proxies: TrustedProxies,
-    #[serde(with = "seaworthy::config::bytes")]
-    max_body: u64,
-    #[serde(with = "seaworthy::config::duration")]
-    request_timeout: Duration,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    http_redirect_port: Option<u16>,
-    tls_client_ca: Option<PathBuf>,
-    tls_ticket_keys: Option<PathBuf>,
-    redis_url: Option<Secret<String>>,
-    rate_limit_replicas: u32,
-    #[serde(with = "seaworthy::config::from_str")]
-    rate_limit_fallback: FallbackSetting,
-    #[serde(with = "seaworthy::config::duration")]
-    header_read_timeout: Duration,
-    #[serde(with = "seaworthy::config::duration")]
-    write_timeout: Duration,
-    max_connections: usize,
-    max_connections_per_ip: usize,
-    health_port: Option<u16>,
-    #[serde(with = "seaworthy::config::duration")]
-    upgrade_timeout: Duration,
-    upgrade_socket: Option<PathBuf>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 8000,
-            shutdown_drain_delay: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(30),
-            rate_limit: Quota::per_minute(100),
-            rate_limit_burst: 20,
-            trusted_proxies: TrustedProxies::none(),
-            max_body: 1 << 20,
-            request_timeout: Duration::from_secs(30),
-            tls_cert: None,
-            tls_key: None,
-            http_redirect_port: None,
-            tls_client_ca: None,
-            tls_ticket_keys: None,
-            redis_url: None,
-            rate_limit_replicas: 1,
-            rate_limit_fallback: FallbackSetting::Local,
-            header_read_timeout: Duration::from_secs(10),
-            write_timeout: Duration::from_secs(30),
-            max_connections: 10_000,
-            max_connections_per_ip: 256,
-            health_port: None,
-            upgrade_timeout: Duration::from_secs(30),
-            upgrade_socket: None,
-        }
-    }
-}
-
-/// `RATE_LIMIT_FALLBACK`: what limits while Redis is away.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum FallbackSetting {
-    Local,
-    Open,
-    Closed,
-}
-
-impl std::str::FromStr for FallbackSetting {
-    type Err = &'static str;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.trim() {
-            "local" => Ok(FallbackSetting::Local),
-            "open" => Ok(FallbackSetting::Open),
-            "closed" => Ok(FallbackSetting::Closed),
-            _ => Err("local, open or closed"),
-        }
-    }
-}
-
-impl std::fmt::Display for FallbackSetting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FallbackSetting::Local => "local",
-            FallbackSetting::Open => "open",
-            FallbackSetting::Closed => "closed",
-        })
-    }
-}
 
 /// Signals that would otherwise end the process at once, dropping the
 /// requests in flight: SIGHUP re-reads and checks the configuration (and
@@ -216,7 +116,7 @@ fn other_signals(tls: Option<Tls>) -> std::io::Result<()> {
                 tracing::info!(changed, "SIGHUP: TLS certificates reloaded");
             }
             match Loader::new("").env_file(".env").load::<Settings>() {
-                Ok(settings) => match validate(&settings).as_slice() {
+                Ok(settings) => match settings.validate().as_slice() {
                     [] => tracing::info!(
                         "SIGHUP: the configuration was re-read and is valid; this version applies \
                          settings at start, so restart (SIGUSR2 upgrades in place) to apply changes"
@@ -250,73 +150,6 @@ fn other_signals(tls: Option<Tls>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// What the settings' types cannot say: values that would parse but are
-/// traps. Every problem at once, by variable.
-fn validate(settings: &Settings) -> Vec<String> {
-    let mut problems = Vec::new();
-    match (&settings.tls_cert, &settings.tls_key) {
-        (Some(_), None) => problems.push("TLS_KEY: required with TLS_CERT".to_owned()),
-        (None, Some(_)) => problems.push("TLS_CERT: required with TLS_KEY".to_owned()),
-        _ => {}
-    }
-    let tls = settings.tls_cert.is_some() || settings.tls_key.is_some();
-    if !tls && settings.http_redirect_port.is_some() {
-        problems.push(
-            "HTTP_REDIRECT_PORT: redirects to HTTPS, which needs TLS_CERT and TLS_KEY".to_owned(),
-        );
-    }
-    if !tls && settings.tls_client_ca.is_some() {
-        problems.push("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY".to_owned());
-    }
-    if !tls && settings.tls_ticket_keys.is_some() {
-        problems.push("TLS_TICKET_KEYS: needs TLS_CERT and TLS_KEY".to_owned());
-    }
-    if settings.http_redirect_port.is_some_and(|port| {
-        port != 0 && (port == settings.port || Some(port) == settings.health_port)
-    }) {
-        problems.push("HTTP_REDIRECT_PORT: must differ from PORT and HEALTH_PORT".to_owned());
-    }
-    if settings
-        .redis_url
-        .as_ref()
-        .is_some_and(|url| !is_redis_url(url.expose()))
-    {
-        problems.push("REDIS_URL: invalid, expected a URL like redis://host:6379".to_owned());
-    }
-    if settings.rate_limit_replicas == 0 {
-        problems
-            .push("RATE_LIMIT_REPLICAS: at least 1 (the instances sharing the limit)".to_owned());
-    }
-    if settings.header_read_timeout < Duration::from_millis(100) {
-        problems.push(
-            "HEADER_READ_TIMEOUT: at least 100ms (a shorter one cuts every client whose head \
-             arrives in two packets)"
-                .to_owned(),
-        );
-    }
-    if settings.write_timeout < Duration::from_millis(100) {
-        problems.push(
-            "WRITE_TIMEOUT: at least 100ms (a shorter one cuts clients on any hiccup)".to_owned(),
-        );
-    }
-    if settings.request_timeout.is_zero() {
-        problems
-            .push("REQUEST_TIMEOUT: more than 0s (0s would answer every request 504)".to_owned());
-    }
-    if !(1..=MAX_CONNECTIONS).contains(&settings.max_connections) {
-        problems.push(format!(
-            "MAX_CONNECTIONS: between 1 and {MAX_CONNECTIONS} (0 would accept nothing)"
-        ));
-    }
-    if settings
-        .health_port
-        .is_some_and(|port| port != 0 && port == settings.port)
-    {
-        problems.push("HEALTH_PORT: must differ from PORT".to_owned());
-    }
-    problems
-}
-
 /// The TLS settings, built and checked: `Err` names the variable at fault.
 fn tls(settings: &Settings) -> Result<Option<Tls>, String> {
     let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
@@ -347,9 +180,6 @@ const TLS_WARN_BEFORE: Duration = Duration::from_secs(14 * 86_400);
 
 /// Connections the `HEALTH_PORT` listener takes at once: probes are few.
 const HEALTH_CONNECTIONS: usize = 64;
-
-/// The most `MAX_CONNECTIONS` may say: far above any descriptor limit.
-const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// A serve loop as a critical task: if it ever ends by a panic, the process
 /// shuts down and exits 1 instead of keeping the port with nobody accepting.
@@ -435,30 +265,15 @@ fn app(health: HealthService, settings: &Settings, redis: Option<RedisStore>) ->
 type Probed =
     ClientIpService<SecurityHeaders<CatchPanic<PathGuard<Router>, DefaultResponseForPanic>>>;
 
-/// Whether `url` looks like `redis[s]://[user:password@]host[:port][/db]`
-/// (the store parses it for good when it is built).
-fn is_redis_url(url: &str) -> bool {
-    url.strip_prefix("redis://")
-        .or_else(|| url.strip_prefix("rediss://"))
-        .and_then(|rest| rest.split('/').next())
-        .and_then(|authority| authority.rsplit('@').next())
-        .is_some_and(|host| !host.is_empty())
-}
-
 /// The shared rate-limit store on `url`, with the fallback the settings
 /// choose.
 fn redis_store(
     url: &str,
     settings: &Settings,
 ) -> Result<RedisStore, seaworthy::layers::redis_store::RedisStoreError> {
-    let fallback = match settings.rate_limit_fallback {
-        FallbackSetting::Local => Fallback::Local {
-            replicas: settings.rate_limit_replicas,
-        },
-        FallbackSetting::Open => Fallback::Open,
-        FallbackSetting::Closed => Fallback::Closed,
-    };
-    RedisStore::builder(url).fallback(fallback).build()
+    RedisStore::builder(url)
+        .fallback(settings.redis_fallback())
+        .build()
 }
 
 /// Redis for readiness: a `PING` within 200 ms (its time observed), and a
@@ -672,7 +487,7 @@ async fn main() -> ExitCode {
         }
         _ => {}
     }
-    let problems = validate(&settings);
+    let problems = settings.validate();
     if !problems.is_empty() {
         let count = problems.len();
         let plural = if count == 1 { "" } else { "s" };

@@ -11,6 +11,7 @@
 //! | `tls` | `listener::tls` | `seaworthy-listener` (feature `tls`) | TLS termination with rustls: certificates checked before they are served and reloaded on change, mutual TLS, an HTTP-to-HTTPS redirect |
 //! | `tls` and `health` | [`tls_check`] | | the certificates' expiry and reloads as a health check |
 //! | `health` and `layers` | [`authorize`] | | who sees the probes' details, by the resolved client IP |
+//! | `config` and `layers` | [`Settings`] | | every variable of the production wiring, typed, defaulted and checked |
 //! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
 //! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
 //! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard, each a framework-free decision with a tower skin |
@@ -88,6 +89,12 @@ pub use seaworthy_connection as connection;
 #[cfg(all(feature = "health", feature = "layers"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "health", feature = "layers"))))]
 pub mod authorize;
+
+#[cfg(all(feature = "config", feature = "layers"))]
+mod settings;
+#[cfg(all(feature = "config", feature = "layers"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "config", feature = "layers"))))]
+pub use settings::{RateLimitFallback, Settings};
 
 #[cfg(all(feature = "tls", feature = "health"))]
 mod tls_check;
