@@ -181,6 +181,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
+pub mod access_log;
 mod gcra;
 
 pub mod client_ip;
@@ -189,6 +190,7 @@ pub mod rate_limit;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis_store;
+pub mod request_id;
 pub mod security_headers;
 #[cfg(feature = "serde")]
 mod serde_impls;
