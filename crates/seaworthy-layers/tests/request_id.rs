@@ -46,7 +46,7 @@ async fn a_trusted_proxys_id_is_kept_and_anything_else_is_replaced() {
     assert_ne!(echoed, "lb-7f3a");
     assert_eq!(echoed, seen);
     // From the proxy, but nonsense: too long, spaces, empty.
-    let long = vec![b'a'; 129];
+    let long = [b'a'; 129];
     for bad in [&long[..], b"two words", b""] {
         let (echoed, _) = id_of(&layer, "10.1.2.3:5000", Some(bad)).await;
         assert_eq!(echoed.len(), 32, "{bad:?}");
