@@ -1,4 +1,4 @@
-//! Built-in checks: a TCP connect, an HTTP GET.
+//! Built-in checks: a TCP connect, an HTTP GET, the free disk space.
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -59,4 +59,61 @@ pub fn http_get(name: impl Into<Cow<'static, str>>, uri: Uri, expect: StatusCode
     })
     .measurement("responseTime")
     .component_type("component")
+}
+
+/// The free space of the filesystem holding `path` (Unix): warns under
+/// 10 %, fails under 2 %, the percentage free as the observed value.
+/// Non-critical (a full disk makes readiness warn, still 200: the process
+/// can serve on), run in the background every 10 s, keyed
+/// `name:utilization`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use seaworthy_health::{HealthRegistry, Probe, Status, checks};
+///
+/// let registry = HealthRegistry::builder()
+///     .check(checks::disk_space("disk", "."))
+///     .build()
+///     .unwrap();
+/// let status = registry.check(Probe::Readiness).await.status();
+/// assert_ne!(status, Status::Fail); // non-critical: at worst a warning
+/// # }
+/// ```
+#[cfg(unix)]
+#[cfg_attr(docsrs, doc(cfg(unix)))]
+pub fn disk_space(
+    name: impl Into<Cow<'static, str>>,
+    path: impl Into<std::path::PathBuf>,
+) -> Check {
+    let path: std::path::PathBuf = path.into();
+    Check::new(name, move || {
+        let path = path.clone();
+        async move {
+            let stat = nix::sys::statvfs::statvfs(&path)?;
+            #[allow(clippy::cast_precision_loss, clippy::useless_conversion)]
+            let (total, free) = (
+                u64::from(stat.blocks()) as f64,
+                u64::from(stat.blocks_available()) as f64,
+            );
+            let free_percent = if total > 0.0 {
+                free / total * 100.0
+            } else {
+                100.0
+            };
+            let result = match free_percent {
+                p if p < 2.0 => CheckResult::fail(),
+                p if p < 10.0 => CheckResult::warn(),
+                _ => CheckResult::pass(),
+            };
+            Ok::<_, nix::Error>(
+                result.with_observed((free_percent * 10.0).round() / 10.0, "percent free"),
+            )
+        }
+    })
+    .kind(crate::Kind::Process)
+    .measurement("utilization")
+    .component_type("system")
+    .critical(false)
+    .background(std::time::Duration::from_secs(10))
 }
