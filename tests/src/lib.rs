@@ -149,18 +149,28 @@ impl Child {
     /// When no such line comes in time, with all the output seen.
     pub fn next_line(&mut self, needle: &str, bound: Duration) -> String {
         let deadline = Instant::now() + bound;
+        // Lines already seen are scanned once; then each new line alone
+        // (a busy child's access log is thousands of lines).
+        if let Some(offset) = self.seen[self.cursor..]
+            .iter()
+            .position(|line| line.contains(needle))
+        {
+            let index = self.cursor + offset;
+            self.cursor = index + 1;
+            return self.seen[index].clone();
+        }
+        self.cursor = self.seen.len();
         loop {
-            if let Some(offset) = self.seen[self.cursor..]
-                .iter()
-                .position(|line| line.contains(needle))
-            {
-                let index = self.cursor + offset;
-                self.cursor = index + 1;
-                return self.seen[index].clone();
-            }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
+                Ok(line) => {
+                    self.seen.push(line);
+                    self.cursor = self.seen.len();
+                    let line = &self.seen[self.cursor - 1];
+                    if line.contains(needle) {
+                        return line.clone();
+                    }
+                }
                 Err(_) => panic!(
                     "no new line with {needle:?} within {bound:?}; output:\n{}",
                     self.output()
@@ -207,9 +217,16 @@ impl Child {
     }
 
     /// Reads what is left of the output after the child exited.
+    /// Bounded: a process the child started (an upgrade's) shares the
+    /// output and may write on for as long as it serves.
     fn drain(&mut self) {
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-            self.seen.push(line);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => return,
+            }
         }
     }
 }

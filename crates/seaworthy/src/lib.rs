@@ -12,6 +12,8 @@
 //! | `tls` and `health` | [`tls_check`] | | the certificates' expiry and reloads as a health check |
 //! | `health` and `layers` | [`authorize`] | | who sees the probes' details, by the resolved client IP |
 //! | `config` and `layers` | [`Settings`] | | every variable of the production wiring, typed, defaulted and checked |
+//! | `redis` and `health` | [`redis_check`] | | the shared store as a readiness check |
+//! | `app` (Unix) | [`App`] | | the whole wiring around an axum `Router` in one builder: settings, listeners, TLS, probes, layers, access log, request ids, signals, upgrade, workers, exit code |
 //! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
 //! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
 //! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard, each a framework-free decision with a tower skin |
@@ -95,6 +97,18 @@ mod settings;
 #[cfg(all(feature = "config", feature = "layers"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "config", feature = "layers"))))]
 pub use settings::{RateLimitFallback, Settings};
+
+#[cfg(all(feature = "app", unix))]
+mod app;
+#[cfg(all(feature = "app", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "app", unix))))]
+pub use app::App;
+
+#[cfg(all(feature = "redis", feature = "health"))]
+mod redis_check;
+#[cfg(all(feature = "redis", feature = "health"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "health"))))]
+pub use redis_check::redis_check;
 
 #[cfg(all(feature = "tls", feature = "health"))]
 mod tls_check;
