@@ -653,3 +653,52 @@ fn a_client_gets_its_burst_then_429_and_forged_forwarding_headers_do_not_help() 
         child.wait_exit(GENEROUS);
     }
 }
+
+#[test]
+fn each_request_is_logged_once_with_its_id_and_the_probes_are_not() {
+    let (mut child, addr) = Child::production(&[
+        ("SHUTDOWN_DRAIN_DELAY", "0s"),
+        ("TRUSTED_PROXIES", "127.0.0.0/8"),
+    ]);
+    let mut conn = Conn::connect(addr).unwrap();
+    // From a trusted proxy: its id is kept and echoed; the client is the
+    // one it names.
+    conn.send_raw(
+        b"GET /slow?ms=5&token=SECRET HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nX-Request-Id: lb-42\r\n\r\n",
+    )
+    .unwrap();
+    let response = conn.read_response().unwrap();
+    assert_eq!(response.header("x-request-id"), Some("lb-42"));
+    let line = child.wait_for_line("request_id=\"lb-42\"", GENEROUS);
+    for field in [
+        "seaworthy::access",
+        "method=GET",
+        "path=/slow",
+        "status=200",
+        "bytes=11",
+        "client=203.0.113.9",
+        "complete=true",
+        "duration_ms=",
+    ] {
+        assert!(line.contains(field), "{field} not in {line}");
+    }
+    assert!(
+        !line.contains("SECRET"),
+        "the query is never logged: {line}"
+    );
+    // A 404 is logged too, with a generated id; the probes are not.
+    let missing = conn.get("/missing").unwrap();
+    assert_eq!(missing.status, 404);
+    let id = missing.header("x-request-id").unwrap().to_owned();
+    assert_eq!(id.len(), 32);
+    let line = child.wait_for_line(&format!("request_id=\"{id}\""), GENEROUS);
+    assert!(line.contains("status=404"), "{line}");
+    for probe in ["/health", "/health/ready", "/health/startup"] {
+        assert_eq!(conn.get(probe).unwrap().status, 200);
+    }
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+    assert_eq!(child.count("path=/health"), 0, "{}", child.output());
+    assert_eq!(child.count("seaworthy::access"), 2, "{}", child.output());
+}

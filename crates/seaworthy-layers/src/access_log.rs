@@ -236,12 +236,20 @@ impl<B: Body> Body for LoggedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.body.poll_frame(cx));
+        let mut this = self.project();
+        let frame = ready!(this.body.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let (Some(data), Some(pending)) = (frame.data_ref(), this.log.as_mut()) {
                     pending.bytes += bytes::Buf::remaining(data) as u64;
+                }
+                // A server stops polling a body that says it has ended
+                // (hyper does, after a whole body's one frame): that is
+                // its end.
+                if this.body.is_end_stream()
+                    && let Some(pending) = this.log.take()
+                {
+                    pending.entry.log(pending.status, pending.bytes, true);
                 }
             }
             Some(Err(_)) => {}
