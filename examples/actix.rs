@@ -24,8 +24,10 @@
 //! takes the socket, and actix in it accepts only once the old one has
 //! handed over). Exit codes as the flagship's.
 //!
-//! What actix cannot do that `production.rs` does, and so is not offered
-//! here: HTTP/2 with prior knowledge on plain TCP (actix's h2c detection
+//! Settings are seaworthy's `Settings` (the flagship's variables); those
+//! this example cannot honour stop the start with 78, naming each, rather
+//! than being ignored. What actix cannot do that `production.rs` does, and
+//! so is not offered here: HTTP/2 with prior knowledge on plain TCP (actix's h2c detection
 //! waits for a silent client forever: see `seaworthy::actix::listen`; an
 //! HTTP/2 client's connection is closed), the header-read and write
 //! timeouts and the per-client connection limit of seaworthy's `Server`
@@ -39,10 +41,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
+use seaworthy::Settings;
 use seaworthy::actix::{CloseWhenDraining, PathGuard, RateLimit, ResolveClientIp, SecurityHeaders};
 use seaworthy::config::Loader;
 use seaworthy::health::{HealthRegistry, HealthService};
-use seaworthy::layers::{Quota, RateLimiter, TrustedProxies};
+use seaworthy::layers::RateLimiter;
 use seaworthy::listener::Bind;
 use seaworthy::listener::upgrade::Upgrader;
 use seaworthy::shutdown::{EXIT_CONFIG, EXIT_UNAVAILABLE, Shutdown, Signal};
@@ -53,41 +56,43 @@ const SLOW_MAX_MS: u64 = 60_000;
 /// The probes, never rate limited.
 const PROBES: [&str; 3] = ["/health", "/health/ready", "/health/startup"];
 
-#[derive(serde::Deserialize, serde::Serialize, Debug)]
-#[serde(default)]
-struct Settings {
-    host: IpAddr,
-    port: u16,
-    #[serde(with = "seaworthy::config::duration")]
-    shutdown_drain_delay: Duration,
-    #[serde(with = "seaworthy::config::duration")]
-    shutdown_timeout: Duration,
-    rate_limit: Quota,
-    rate_limit_burst: u32,
-    trusted_proxies: TrustedProxies,
-    #[serde(with = "seaworthy::config::bytes")]
-    max_body: u64,
-    #[serde(with = "seaworthy::config::duration")]
-    request_timeout: Duration,
-    #[serde(with = "seaworthy::config::duration")]
-    upgrade_timeout: Duration,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 8000,
-            shutdown_drain_delay: Duration::from_secs(5),
-            shutdown_timeout: Duration::from_secs(30),
-            rate_limit: Quota::per_minute(100),
-            rate_limit_burst: 20,
-            trusted_proxies: TrustedProxies::none(),
-            max_body: 1 << 20,
-            request_timeout: Duration::from_secs(30),
-            upgrade_timeout: Duration::from_secs(30),
+/// What seaworthy's `Settings` offer that this example cannot honour on
+/// actix: each one set is a problem (78), never silently ignored.
+fn not_offered(settings: &Settings) -> Vec<String> {
+    let default = Settings::default();
+    let mut problems = Vec::new();
+    let mut refuse = |set: bool, variable: &str| {
+        if set {
+            problems.push(format!(
+                "{variable}: not offered by the actix example (see its documentation)"
+            ));
         }
-    }
+    };
+    refuse(settings.tls_cert.is_some(), "TLS_CERT");
+    refuse(settings.tls_key.is_some(), "TLS_KEY");
+    refuse(settings.http_redirect_port.is_some(), "HTTP_REDIRECT_PORT");
+    refuse(settings.tls_client_ca.is_some(), "TLS_CLIENT_CA");
+    refuse(settings.tls_ticket_keys.is_some(), "TLS_TICKET_KEYS");
+    refuse(settings.redis_url.is_some(), "REDIS_URL");
+    refuse(settings.health_port.is_some(), "HEALTH_PORT");
+    refuse(settings.upgrade_socket.is_some(), "UPGRADE_SOCKET");
+    refuse(
+        settings.header_read_timeout != default.header_read_timeout,
+        "HEADER_READ_TIMEOUT",
+    );
+    refuse(
+        settings.write_timeout != default.write_timeout,
+        "WRITE_TIMEOUT",
+    );
+    refuse(
+        settings.max_connections != default.max_connections,
+        "MAX_CONNECTIONS",
+    );
+    refuse(
+        settings.max_connections_per_ip != default.max_connections_per_ip,
+        "MAX_CONNECTIONS_PER_IP",
+    );
+    problems
 }
 
 #[derive(serde::Deserialize)]
@@ -136,11 +141,14 @@ async fn main() -> ExitCode {
         }
         _ => {}
     }
-    if settings.request_timeout.is_zero() {
-        eprintln!(
-            "invalid configuration: 1 problem\n  REQUEST_TIMEOUT: more than 0s (0s would answer \
-             every request 504)"
-        );
+    let mut problems = settings.validate();
+    problems.extend(not_offered(&settings));
+    if !problems.is_empty() {
+        let plural = if problems.len() == 1 { "" } else { "s" };
+        eprintln!("invalid configuration: {} problem{plural}", problems.len());
+        for problem in problems {
+            eprintln!("  {problem}");
+        }
         return exit(EXIT_CONFIG);
     }
     let shutdown = match Shutdown::builder()

@@ -260,15 +260,14 @@ fn a_restart_under_load_loses_no_request() {
 
 #[test]
 fn half_a_request_head_does_not_hold_the_process() {
-    // HEADER_READ_TIMEOUT is the flagship's; actix has its own (5 s).
+    // HEADER_READ_TIMEOUT is the flagship's; actix has its own (5 s) and
+    // refuses the variable.
     for example in FLAGSHIPS {
-        let (mut child, addr) = Child::flagship(
-            example,
-            &[
-                ("SHUTDOWN_DRAIN_DELAY", "0s"),
-                ("HEADER_READ_TIMEOUT", "1s"),
-            ],
-        );
+        let mut env = vec![("SHUTDOWN_DRAIN_DELAY", "0s")];
+        if example == "production" {
+            env.push(("HEADER_READ_TIMEOUT", "1s"));
+        }
+        let (mut child, addr) = Child::flagship(example, &env);
         let mut stuck = Conn::connect(addr).unwrap();
         stuck.send_raw(b"GET / HTTP/1.1\r\nHost: te").unwrap();
         thread::sleep(Duration::from_millis(100));
@@ -701,4 +700,27 @@ fn each_request_is_logged_once_with_its_id_and_the_probes_are_not() {
     assert_eq!(status.code(), Some(0), "{}", child.output());
     assert_eq!(child.count("path=/health"), 0, "{}", child.output());
     assert_eq!(child.count("seaworthy::access"), 2, "{}", child.output());
+}
+
+#[test]
+fn the_actix_flagship_refuses_what_it_cannot_honour_naming_each() {
+    let mut child = Child::example(
+        "actix",
+        &[
+            ("TLS_CERT", "/nonexistent/cert.pem"),
+            ("TLS_KEY", "/nonexistent/key.pem"),
+            ("HEALTH_PORT", "9999"),
+            ("WRITE_TIMEOUT", "5s"),
+        ],
+    );
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(78), "{}", child.output());
+    child.wait_for_line("invalid configuration: 4 problems", Duration::ZERO);
+    for variable in ["TLS_CERT", "TLS_KEY", "HEALTH_PORT", "WRITE_TIMEOUT"] {
+        child.wait_for_line(
+            &format!("{variable}: not offered by the actix example"),
+            Duration::ZERO,
+        );
+    }
+    assert_eq!(child.count("listening on"), 0);
 }
