@@ -13,7 +13,7 @@
 //! | `health` and `layers` | [`authorize`] | | who sees the probes' details, by the resolved client IP |
 //! | `config` and `layers` | [`Settings`] | | every variable of the production wiring, typed, defaulted and checked |
 //! | `redis` and `health` | [`redis_check`] | | the shared store as a readiness check |
-//! | `app` (Unix) | [`App`] | | the whole wiring around an axum `Router` in one builder: settings, listeners, TLS, probes, layers, access log, request ids, signals, upgrade, workers, exit code |
+//! | `app` (Unix) | [`app`], [`App`] | | the whole wiring around an axum `Router` in one builder: settings, listeners, TLS, probes, layers, access log, request ids, signals, upgrade, workers, exit code |
 //! | `health` | `health` | `seaworthy-health` | health checks and Kubernetes probes |
 //! | `config` | `config` | `seaworthy-config` | typed settings from the environment |
 //! | `layers` | `layers` | `seaworthy-layers` | client IP, rate limit, security headers, path guard, each a framework-free decision with a tower skin |
@@ -99,7 +99,8 @@ mod settings;
 pub use settings::{RateLimitFallback, Settings};
 
 #[cfg(all(feature = "app", unix))]
-mod app;
+#[cfg_attr(docsrs, doc(cfg(all(feature = "app", unix))))]
+pub mod app;
 #[cfg(all(feature = "app", unix))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "app", unix))))]
 pub use app::App;

@@ -12,13 +12,39 @@
 //! }
 //! ```
 //!
+//! With settings of the program's own, read with seaworthy's in one go, a
+//! health check and a worker (the README's example):
+//!
+//! ```no_run
+//! use axum::{Router, routing::get};
+//! use seaworthy::App;
+//! use seaworthy::health::checks;
+//!
+//! #[derive(serde::Deserialize, serde::Serialize)]
+//! struct Mine {
+//!     database_url: seaworthy::config::Secret<String>, // DATABASE_URL, never printed
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     // PORT, RATE_LIMIT, TLS_CERT, … and DATABASE_URL: one error (exit 78) for all.
+//!     let (app, mine) = App::with_settings::<Mine>();
+//!     # let _ = mine.database_url.expose();
+//!     let router = Router::new().route("/", get(|| async { "hello\n" }));
+//!     app.check(checks::tcp("database", "db:5432"))
+//!         .worker("consumer", |token| async move { token.cancelled().await })
+//!         .serve(router) // listeners, TLS, probes, layers, signals, upgrade, exit code
+//!         .await
+//! }
+//! ```
+//!
 //! What [`serve`](App::serve) does, in order:
 //!
 //! 1. `healthcheck` and `--print-config` as the first argument: asks the
 //!    running server's liveness (exit 0 or 1, for Docker's `HEALTHCHECK`),
 //!    or prints the settings with their sources, secrets redacted.
 //! 2. Checks the [`Settings`]: every problem at once by variable, exit 78
-//!    ([`EXIT_CONFIG`](seaworthy_shutdown::EXIT_CONFIG)); the TLS files go
+//!    ([`EXIT_CONFIG`]); the TLS files go
 //!    through their gate before anything binds.
 //! 3. The shutdown: SIGTERM, SIGINT and SIGQUIT drain (a second forces, a
 //!    third exits 130); SIGHUP reloads the certificates and re-reads and
@@ -27,7 +53,7 @@
 //! 4. The listeners: inherited from systemd (a socket named `http`,
 //!    `health`, `redirect`), handed over by an upgrade, or bound: `PORT`,
 //!    `HEALTH_PORT`, `HTTP_REDIRECT_PORT`. A bind that fails exits 69
-//!    ([`EXIT_UNAVAILABLE`](seaworthy_shutdown::EXIT_UNAVAILABLE)).
+//!    ([`EXIT_UNAVAILABLE`]).
 //! 5. The probes (`/health`, `/health/ready`, `/health/startup`) with the
 //!    checks given, `redis` when `REDIS_URL` is set, `tls` with TLS;
 //!    details for loopback clients only (change with
@@ -90,7 +116,7 @@ type WorkerFn = Box<dyn FnOnce(ShutdownToken) -> Pin<Box<dyn Future<Output = ()>
 type Reread = Box<dyn Fn() -> Vec<String> + Send + Sync>;
 
 /// The production wiring around an axum `Router`; see the
-/// [module documentation](self).
+/// [module documentation](crate::app).
 #[must_use = "an App does nothing until `serve` is awaited"]
 pub struct App {
     settings: Settings,
@@ -275,7 +301,7 @@ impl App {
     }
 
     /// Serves `router` until the shutdown ends; the process's exit code.
-    /// See the [module documentation](self) for what it does.
+    /// See the [module documentation](crate::app) for what it does.
     pub async fn serve(self, router: Router) -> ExitCode {
         let code = match self.run(router).await {
             Ok(code) | Err(code) => code,
