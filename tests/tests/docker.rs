@@ -2,8 +2,9 @@
 //! test's own (its own socket and data directory), base images made
 //! offline from this machine's files (no registry is reachable), the
 //! image built from deploy/Dockerfile, its HEALTHCHECK turning it healthy
-//! through the self-probe, `docker stop` answering a request in flight and
-//! exiting 0, and Compose starting two replicas after Redis is healthy,
+//! through the self-probe, in-place upgrades (SIGUSR2) under load with no
+//! failed request (PID 1 is the app's init), `docker stop` answering a
+//! request in flight and exiting 0, and Compose starting two replicas after Redis is healthy,
 //! sharing one rate limit in it.
 //!
 //! Where dockerd cannot start (no privileges), the test says so loudly
@@ -13,7 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use seaworthy_tests::{GENEROUS, TempDir, example_path};
+use seaworthy_tests::load::{Load, Mode};
+use seaworthy_tests::{GENEROUS, TempDir, example_path, runtime};
 
 /// A dockerd this test started, ended by its pid.
 struct Dockerd {
@@ -278,11 +280,67 @@ fn the_image_turns_healthy_stops_cleanly_and_compose_shares_redis() {
         "127.0.0.1::8000",
         "-e",
         "SHUTDOWN_DRAIN_DELAY=1s",
+        // Out of the load's way.
+        "-e",
+        "RATE_LIMIT=1000000/s",
+        "-e",
+        "RATE_LIMIT_BURST=1000000",
         "seaworthy-app:latest",
     ]);
     let took = wait_healthy(&dockerd, &name);
     eprintln!("healthy after {took:?}");
     let port = published_port(&dockerd, &name);
+    assert_eq!(http_get(port, "/").0, 200);
+    assert_eq!(
+        dockerd.ok(&["inspect", "-f", "{{.Config.Entrypoint}}", &name]),
+        "[/usr/local/bin/app init]"
+    );
+
+    // An in-place upgrade inside the container, under load: PID 1 (the
+    // app's init) forwards SIGUSR2, the old server hands over and exits,
+    // init adopts the new one, and the container keeps serving.
+    let rt = runtime();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let load =
+        rt.block_on(async { Load::start_modes(addr, 2, &[Mode::NewConnection, Mode::KeepAlive]) });
+    std::thread::sleep(Duration::from_millis(300));
+    for round in 1..=2 {
+        dockerd.ok(&["kill", "-s", "USR2", &name]);
+        let started = Instant::now();
+        while dockerd.ok(&["logs", &name]).matches("listening on").count() < round + 1 {
+            assert!(
+                started.elapsed() < GENEROUS,
+                "{}",
+                dockerd.ok(&["logs", &name])
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let started = Instant::now();
+        while dockerd
+            .ok(&["logs", &name])
+            .matches("init: a process ended")
+            .count()
+            < round
+        {
+            assert!(started.elapsed() < GENEROUS);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let tallies = rt.block_on(load.stop());
+    for (mode, tally) in &tallies {
+        assert!(tally.ok > 0, "{mode:?}: {tally}");
+        assert_eq!(
+            tally.failed(),
+            0,
+            "{mode:?}: {tally}\n{}",
+            dockerd.ok(&["logs", &name])
+        );
+    }
+    assert_eq!(
+        dockerd.ok(&["inspect", "-f", "{{.State.Running}}", &name]),
+        "true"
+    );
     assert_eq!(http_get(port, "/").0, 200);
 
     // `docker stop` with a request in flight: answered, then exit 0, well

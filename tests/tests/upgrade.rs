@@ -439,3 +439,53 @@ fn the_actix_flagship_upgrades_under_load_without_losing_a_request() {
     signal(pid, Signal::SIGTERM);
     wait_gone(pid, GENEROUS);
 }
+
+/// The parent of `pid`, from /proc.
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|ppid| ppid.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn under_init_the_supervisor_outlives_each_upgrade_and_forwards_the_signals() {
+    // `app init` is what a container's PID 1 runs: the server is its child;
+    // after each upgrade the new server becomes its child (it is a
+    // subreaper), and the signals sent to it reach the server of the day.
+    let mut command = Command::new(example_path("production"));
+    command
+        .arg("init")
+        .env("PORT", "0")
+        .envs(ENV)
+        .env("SHUTDOWN_DRAIN_DELAY", "0s");
+    let mut init = Child::spawn(command);
+    let line = init.next_line("listening on http", GENEROUS);
+    let addr = listening_addr(&line);
+    let mut pid = listening_pid(&line);
+    assert_eq!(parent_of(pid), init.pid(), "the server is init's child");
+    let rt = runtime();
+    let load = rt.block_on(async { Load::start(addr, 2) });
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(200));
+        let old = pid;
+        // SIGUSR2 to init, not to the server: forwarded.
+        signal(init.pid(), Signal::SIGUSR2);
+        let line = init.next_line("listening on http", GENEROUS);
+        pid = listening_pid(&line);
+        assert_ne!(pid, old);
+        wait_gone(old, GENEROUS);
+        // The old server is gone; init adopted the new one and lives on.
+        assert_eq!(parent_of(pid), init.pid());
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let tallies = rt.block_on(load.stop());
+    assert_no_failure(&tallies, &init.output());
+    // SIGTERM to init drains the server; init exits with its code, 0.
+    signal(init.pid(), Signal::SIGTERM);
+    let (status, _) = init.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", init.output());
+    wait_gone(pid, GENEROUS);
+    init.wait_for_line("init: no server left; exiting", Duration::ZERO);
+}

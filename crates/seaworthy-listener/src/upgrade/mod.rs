@@ -30,11 +30,15 @@
 //! that asks, with the same ready gate and rollback. When `NOTIFY_SOCKET` is
 //! set, systemd hears `READY=1`, `RELOADING=1`, `MAINPID=` and `STOPPING=1`.
 //!
-//! See `docs/upgrade.md` for the systemd units, the container story and the
-//! numbers.
+//! In a container, run the server under [`init`] (`app init` with
+//! `seaworthy::App`): it stays PID 1 across upgrades. See `docs/upgrade.md`
+//! for the systemd units, the container story and the numbers.
 
 mod control;
+mod init;
 mod notify;
+
+pub use init::init;
 
 use std::ffi::OsString;
 use std::fmt;

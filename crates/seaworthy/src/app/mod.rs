@@ -40,9 +40,11 @@
 //!
 //! What [`serve`](App::serve) does, in order:
 //!
-//! 1. `healthcheck` and `--print-config` as the first argument: asks the
-//!    running server's liveness (exit 0 or 1, for Docker's `HEALTHCHECK`),
-//!    or prints the settings with their sources, secrets redacted.
+//! 1. `healthcheck`, `--print-config` or `init` as the first argument: asks
+//!    the running server's liveness (exit 0 or 1, for Docker's
+//!    `HEALTHCHECK`), prints the settings with their sources (secrets
+//!    redacted), or runs this program under seaworthy's PID 1 for in-place
+//!    upgrades in a container (`ENTRYPOINT ["app", "init"]`).
 //! 2. Checks the [`Settings`]: every problem at once by variable, exit 78
 //!    ([`EXIT_CONFIG`]); the TLS files go
 //!    through their gate before anything binds.
@@ -286,8 +288,8 @@ impl App {
         self
     }
 
-    /// Whether `healthcheck` and `--print-config` as the first argument
-    /// are answered (default on).
+    /// Whether `healthcheck`, `--print-config` and `init` as the first
+    /// argument are answered (default on).
     pub fn commands(mut self, on: bool) -> App {
         self.commands = on;
         self
@@ -363,6 +365,7 @@ impl App {
         }
         match std::env::args().nth(1).as_deref() {
             Some("healthcheck") => Some(probe::healthcheck(&self.settings).await),
+            Some("init") => Some(init().await),
             Some("--print-config") => {
                 print!("{}", self.explained);
                 Some(0)
@@ -613,6 +616,26 @@ impl App {
             request_id: self.request_id,
             security_headers: self.security_headers.clone(),
             rate_limit: self.rate_limit,
+        }
+    }
+}
+
+/// `init`: this program, without the word, under seaworthy's PID 1 for
+/// upgrades in containers ([`upgrade::init`](seaworthy_listener::upgrade::init)).
+async fn init() -> i32 {
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(err) => {
+            eprintln!("init: cannot find this program: {err}");
+            return EXIT_UNAVAILABLE;
+        }
+    };
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+    match seaworthy_listener::upgrade::init(program, &args).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("init: {err}");
+            EXIT_UNAVAILABLE
         }
     }
 }
