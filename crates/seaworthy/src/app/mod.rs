@@ -125,7 +125,9 @@ pub struct App {
     explained: String,
     reread: Reread,
     checks: Vec<Check>,
-    workers: Vec<(String, WorkerFn)>,
+    /// In a mutex only so that `App` is `Sync` (and `serve`'s future
+    /// `Send`): a worker's start need not be `Sync`.
+    workers: std::sync::Mutex<Vec<(String, WorkerFn)>>,
     access_log: bool,
     request_id: bool,
     security_headers: Option<HeaderPolicy>,
@@ -139,14 +141,7 @@ impl std::fmt::Debug for App {
         f.debug_struct("App")
             .field("settings", &self.settings)
             .field("checks", &self.checks.len())
-            .field(
-                "workers",
-                &self
-                    .workers
-                    .iter()
-                    .map(|(name, _)| name)
-                    .collect::<Vec<_>>(),
-            )
+            .field("workers", &self.worker_names())
             .finish_non_exhaustive()
     }
 }
@@ -227,7 +222,7 @@ impl App {
             explained,
             reread,
             checks: Vec::new(),
-            workers: Vec::new(),
+            workers: std::sync::Mutex::default(),
             access_log: true,
             request_id: true,
             security_headers: Some(HeaderPolicy::api()),
@@ -235,6 +230,21 @@ impl App {
             commands: true,
             probe_details: None,
         }
+    }
+
+    fn workers_mut(&mut self) -> &mut Vec<(String, WorkerFn)> {
+        self.workers
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn worker_names(&self) -> Vec<String> {
+        self.workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// The settings in force.
@@ -256,7 +266,7 @@ impl App {
         F: FnOnce(ShutdownToken) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.workers
+        self.workers_mut()
             .push((name.into(), Box::new(move |token| Box::pin(start(token)))));
         self
     }
@@ -339,7 +349,7 @@ impl App {
         self.serve_all(
             &shutdown, listeners, &listening, probes, router, store, &tls,
         );
-        for (name, start) in std::mem::take(&mut self.workers) {
+        for (name, start) in std::mem::take(self.workers_mut()) {
             shutdown.spawn(name, start(shutdown.token()));
         }
         // Ready means readiness passes, not merely bound: only then does an
@@ -363,7 +373,8 @@ impl App {
         if !self.commands {
             return None;
         }
-        match std::env::args().nth(1).as_deref() {
+        let first = std::env::args().nth(1);
+        match first.as_deref() {
             Some("healthcheck") => Some(probe::healthcheck(&self.settings).await),
             Some("init") => Some(init().await),
             Some("--print-config") => {
