@@ -78,6 +78,9 @@ async fn app_serves_a_router_with_its_pieces_and_exits_zero_on_sigterm() {
     let limited = get_path(port, "/").await;
     let limited = get_path(port, "/").await + &limited;
     assert!(limited.contains("HTTP/1.1 429"), "{limited}");
+    // The path guard (on by default) answers before routing.
+    let smuggled = get_path(port, "/a/%2e%2e/b").await;
+    assert!(smuggled.starts_with("HTTP/1.1 400"), "{smuggled}");
     let ready = get_path(port, "/health/ready").await;
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(ready.contains("queue reachable"), "{ready}");

@@ -73,7 +73,10 @@
 //! Every piece can be left out or changed: [`access_log`](App::access_log),
 //! [`request_id`](App::request_id),
 //! [`security_headers`](App::security_headers),
-//! [`rate_limit`](App::rate_limit), [`commands`](App::commands).
+//! [`rate_limit`](App::rate_limit), [`path_guard`](App::path_guard),
+//! [`catch_panic`](App::catch_panic), [`commands`](App::commands),
+//! [`probe_details`](App::probe_details); the settings themselves come
+//! from the environment or [`App::new`].
 //!
 //! Compared with wiring it by hand (the README's first example was ~95
 //! lines of wiring and a 35-line settings struct): the same pieces, in the
@@ -132,6 +135,8 @@ pub struct App {
     request_id: bool,
     security_headers: Option<HeaderPolicy>,
     rate_limit: bool,
+    path_guard: bool,
+    catch_panic: bool,
     commands: bool,
     probe_details: Option<Authorizer>,
 }
@@ -227,6 +232,8 @@ impl App {
             request_id: true,
             security_headers: Some(HeaderPolicy::api()),
             rate_limit: true,
+            path_guard: true,
+            catch_panic: true,
             commands: true,
             probe_details: None,
         }
@@ -295,6 +302,20 @@ impl App {
     /// The rate limit (default on: `RATE_LIMIT` per client IP).
     pub fn rate_limit(mut self, on: bool) -> App {
         self.rate_limit = on;
+        self
+    }
+
+    /// The path guard (default on): 400 for a path that leaves its
+    /// directory in any encoding.
+    pub fn path_guard(mut self, on: bool) -> App {
+        self.path_guard = on;
+        self
+    }
+
+    /// Catch-panic (default on): a handler's panic is a 500 and the
+    /// connection and process serve on.
+    pub fn catch_panic(mut self, on: bool) -> App {
+        self.catch_panic = on;
         self
     }
 
@@ -627,6 +648,8 @@ impl App {
             request_id: self.request_id,
             security_headers: self.security_headers.clone(),
             rate_limit: self.rate_limit,
+            path_guard: self.path_guard,
+            catch_panic: self.catch_panic,
         }
     }
 }

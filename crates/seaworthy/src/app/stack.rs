@@ -27,6 +27,8 @@ pub(super) struct Options {
     pub(super) request_id: bool,
     pub(super) security_headers: Option<HeaderPolicy>,
     pub(super) rate_limit: bool,
+    pub(super) path_guard: bool,
+    pub(super) catch_panic: bool,
 }
 
 /// The routes and the stack: the rate limit in Redis when `store` is given,
@@ -73,9 +75,17 @@ pub(super) fn app(
         // The probes: outside the rate limit, body limit and timeout.
         .route_service(PROBES[0], probes.clone())
         .route_service(PROBES[1], probes.clone())
-        .route_service(PROBES[2], probes)
-        .layer(PathGuardLayer::new())
-        .layer(CatchPanicLayer::new());
+        .route_service(PROBES[2], probes);
+    let routes = if options.path_guard {
+        routes.layer(PathGuardLayer::new())
+    } else {
+        routes
+    };
+    let routes = if options.catch_panic {
+        routes.layer(CatchPanicLayer::new())
+    } else {
+        routes
+    };
     let routes = match &options.security_headers {
         Some(policy) => routes.layer(SecurityHeadersLayer::new(policy.clone())),
         None => routes,
