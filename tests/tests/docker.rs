@@ -195,6 +195,22 @@ fn http_get(port: u16, path: &str) -> (u16, String) {
     (code.parse().unwrap_or(0), body.to_owned())
 }
 
+/// A time docker prints (`2026-11-30T14:40:57.6283Z` or
+/// `2026-11-30 14:40:59.099562155 +0000 UTC`) as comparable (seconds as
+/// text, nanoseconds).
+fn instant(text: &str) -> (String, u32) {
+    let text = text.trim().replace(' ', "T");
+    let (seconds, rest) = text.split_at(19);
+    let fraction: String = rest
+        .strip_prefix('.')
+        .unwrap_or("")
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let nanos = format!("{fraction:0<9}")[..9].parse().unwrap_or(0);
+    (seconds.to_owned(), nanos)
+}
+
 fn published_port(dockerd: &Dockerd, container: &str) -> u16 {
     let port = dockerd.ok(&["port", container, "8000"]);
     port.lines()
@@ -393,10 +409,9 @@ fn the_image_turns_healthy_stops_cleanly_and_compose_shares_redis() {
         .map(|replica| {
             wait_healthy(&dockerd, replica);
             let started = dockerd.ok(&["inspect", "-f", "{{.State.StartedAt}}", replica]);
-            // Both as RFC 3339 in UTC: the app started after Redis was healthy.
-            let healthy_at = first_healthy.replace(' ', "T");
+            // The app started after Redis was first healthy (both UTC).
             assert!(
-                started[..19] >= healthy_at[..19],
+                instant(&started) >= instant(&first_healthy),
                 "{replica} started {started}, Redis healthy {first_healthy}"
             );
             published_port(&dockerd, replica)
