@@ -958,3 +958,125 @@ async fn a_tls_client_that_never_reads_is_cut_at_the_write_timeout() {
     drop(stream);
     drain(running).await;
 }
+
+/// A validation server's client (RFC 8737): offers only `acme-tls/1` and
+/// takes whatever self-signed certificate it gets (it checks the
+/// extension itself).
+#[cfg(feature = "acme")]
+fn validator() -> Arc<ClientConfig> {
+    #[derive(Debug)]
+    struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        // webpki refuses the critical acmeIdentifier extension it does not
+        // know; a validation server checks the certificate itself.
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(TLS13)
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"acme-tls/1".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+#[cfg(feature = "acme")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alpn_01_validations_get_the_challenge_and_browsers_never_do() {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    let dir = Dir::new("alpn01");
+    let ca = Ca::new("test CA");
+    let pair = ca.server(&["example.test", "localhost"], Validity::Current);
+    let (cert, key) = pair.write(&ca, &dir.0, "site");
+    let tls = TlsConfig::new(cert, key).build().unwrap();
+    let running = start(tls.clone(), Server::new()).await;
+    let digest = [7_u8; 32];
+    tls.set_challenge("Example.Test.", &digest).unwrap();
+
+    // The validation: the challenge certificate, then the connection closed.
+    let mut stream = connect(running.addr, &validator(), "example.test")
+        .await
+        .expect("the validation's handshake completes");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"acme-tls/1"[..]));
+    let served = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    let (_, parsed) = X509Certificate::from_der(&served).unwrap();
+    let names: Vec<String> = parsed
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|name| name.to_string())
+        .collect();
+    assert_eq!(names, ["DNSName(example.test)"]);
+    let acme = parsed
+        .extensions()
+        .iter()
+        .find(|ext| ext.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+        .expect("the acmeIdentifier extension");
+    assert!(acme.critical);
+    // DER: OCTET STRING (0x04), 32 bytes, the digest.
+    assert_eq!(acme.value[..2], [0x04, 32]);
+    assert_eq!(acme.value[2..], digest);
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "closed after the handshake: {read:?}"
+    );
+
+    // A browser asking for the same name gets the real certificate and HTTP.
+    let browser = client(&ca, &[b"h2", b"http/1.1"], BOTH, None);
+    assert_eq!(
+        served_cert(running.addr, &browser, "example.test").await,
+        der(&pair)
+    );
+    assert_eq!(get(running.addr, &browser, "/").await.unwrap().1, "hello");
+
+    // No challenge for the name, or no longer: the validation fails.
+    assert!(
+        connect(running.addr, &validator(), "other.test")
+            .await
+            .is_err()
+    );
+    tls.remove_challenge("example.test");
+    assert!(
+        connect(running.addr, &validator(), "example.test")
+            .await
+            .is_err()
+    );
+    drain(running).await;
+}

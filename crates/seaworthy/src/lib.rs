@@ -9,6 +9,7 @@
 //! | `shutdown` (default) | [`shutdown`] | `seaworthy-shutdown` | graceful-shutdown coordinator |
 //! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
 //! | `tls` | `listener::tls` | `seaworthy-listener` (feature `tls`) | TLS termination with rustls: certificates checked before they are served and reloaded on change, mutual TLS, an HTTP-to-HTTPS redirect |
+//! | `acme` | `listener::tls` | `seaworthy-listener` (feature `acme`) | ACME on the TLS listener: TLS-ALPN-01 validations answered (obtaining and renewing certificates is being built) |
 //! | `tls` and `health` | [`tls_check`] | | the certificates' expiry and reloads as a health check |
 //! | `health` and `layers` | [`authorize`] | | who sees the probes' details, by the resolved client IP |
 //! | `config` and `layers` | [`Settings`] | | every variable of the production wiring, typed, defaulted and checked |

@@ -271,6 +271,9 @@ fn handshake_failed<S>(shared: &Shared<S>, peer: &Addr, err: crate::tls::Handsha
             shared.counters.tls_handshake_failure();
             tracing::debug!(%peer, error = %err, "TLS handshake failed");
         }
+        HandshakeError::Challenge => {
+            tracing::info!(%peer, "answered a TLS-ALPN-01 validation");
+        }
     }
 }
 

@@ -294,6 +294,7 @@ impl TlsConfig {
         };
         let resolver = Arc::new(Resolver {
             set: ArcSwap::from_pointee(CertSet::new(loaded)),
+            challenges: ArcSwap::default(),
         });
         let versions: &[&rustls::SupportedProtocolVersion] = match self.profile {
             Profile::Intermediate => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -330,7 +331,14 @@ impl TlsConfig {
         let mut config = builder.with_cert_resolver(
             Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>
         );
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        // `acme-tls/1` last: negotiated only with a client that offers it
+        // alone (an ACME validation server), which gets a challenge
+        // certificate and a closed connection.
+        config.alpn_protocols = vec![
+            b"h2".to_vec(),
+            b"http/1.1".to_vec(),
+            resolver::ACME_TLS_ALPN.to_vec(),
+        ];
         // The server's order of suites, strongest first (every suite offered
         // is AEAD with forward secrecy, so this only settles ties; testssl
         // rates a client-chosen order as a finding).
@@ -576,9 +584,79 @@ impl Tls {
             },
             () = cut.cancelled() => return Err(HandshakeError::Cut),
         };
+        if stream.get_ref().1.alpn_protocol() == Some(resolver::ACME_TLS_ALPN) {
+            // RFC 8737: the handshake was the answer; nothing is served.
+            let mut stream = stream;
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+            return Err(HandshakeError::Challenge);
+        }
         let info = info_of(stream.get_ref().1);
         Ok((stream, info))
     }
+
+    /// Answers TLS-ALPN-01 validations (RFC 8737) for `domain` (feature
+    /// `acme`): a client
+    /// that offers only the `acme-tls/1` protocol and names `domain` gets a
+    /// self-signed certificate for it carrying `digest` (the SHA-256 of the
+    /// challenge's key authorization) in the critical `acmeIdentifier`
+    /// extension, and the connection is closed after the handshake. Other
+    /// clients never see it. Replaces an earlier challenge for the domain.
+    ///
+    /// # Errors
+    ///
+    /// When the certificate cannot be made (a name that is not a DNS name).
+    #[cfg(feature = "acme")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "acme")))]
+    pub fn set_challenge(&self, domain: &str, digest: &[u8; 32]) -> Result<(), Error> {
+        let name = domain.trim_end_matches('.').to_ascii_lowercase();
+        let key = challenge_certificate(&name, digest, &self.inner.provider)?;
+        self.inner.resolver.challenges.rcu(|current| {
+            let mut next = std::collections::HashMap::clone(current);
+            next.insert(name.clone(), Arc::clone(&key));
+            next
+        });
+        Ok(())
+    }
+
+    /// Stops answering validations for `domain` (feature `acme`).
+    #[cfg(feature = "acme")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "acme")))]
+    pub fn remove_challenge(&self, domain: &str) {
+        let name = domain.trim_end_matches('.').to_ascii_lowercase();
+        self.inner.resolver.challenges.rcu(|current| {
+            let mut next = std::collections::HashMap::clone(current);
+            next.remove(&name);
+            next
+        });
+    }
+}
+
+/// The TLS-ALPN-01 certificate for `domain` (normalized: lowercase, no
+/// final dot; RFC 8737 §3): self-signed, the domain as its only name, the
+/// digest in a critical `acmeIdentifier`.
+#[cfg(feature = "acme")]
+fn challenge_certificate(
+    domain: &str,
+    digest: &[u8; 32],
+    provider: &CryptoProvider,
+) -> Result<Arc<rustls::sign::CertifiedKey>, Error> {
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_owned()])
+        .map_err(|err| Error::other(format!("TLS-ALPN-01 certificate for {domain:?}: {err}")))?;
+    params.custom_extensions = vec![rcgen::CustomExtension::new_acme_identifier(digest)];
+    let key_pair = rcgen::KeyPair::generate()
+        .map_err(|err| Error::other(format!("TLS-ALPN-01 key: {err}")))?;
+    let cert = params
+        .self_signed(&key_pair)
+        .map_err(|err| Error::other(format!("TLS-ALPN-01 certificate for {domain:?}: {err}")))?;
+    let key_der = rustls_pki_types::PrivateKeyDer::Pkcs8(key_pair.serialize_der().into());
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|err| Error::other(format!("TLS-ALPN-01 key: {err}")))?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing,
+    )))
 }
 
 /// Whether a refused reload that repeats the last refusal is logged again:
@@ -599,6 +677,8 @@ pub(crate) enum HandshakeError {
     /// The client sent something that is not TLS, a version or suite we do
     /// not offer, no (valid) client certificate, or went away.
     Failed(std::io::Error),
+    /// An ACME validation (TLS-ALPN-01) was answered: nothing to serve.
+    Challenge,
 }
 
 /// What the handshake settled.

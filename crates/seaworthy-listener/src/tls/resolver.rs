@@ -72,7 +72,13 @@ impl CertSet {
 /// with its session cache and ticketer, stays.
 pub(crate) struct Resolver {
     pub(crate) set: ArcSwap<CertSet>,
+    /// TLS-ALPN-01 (RFC 8737) challenge certificates by domain: answered
+    /// only to a client that offers `acme-tls/1`, never to a browser.
+    pub(crate) challenges: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
 }
+
+/// The ALPN protocol of a TLS-ALPN-01 validation (RFC 8737).
+pub(crate) const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
 
 impl fmt::Debug for Resolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -91,6 +97,18 @@ impl fmt::Debug for Resolver {
 
 impl ResolvesServerCert for Resolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let validation = hello
+            .alpn()
+            .is_some_and(|mut offered| offered.any(|protocol| protocol == ACME_TLS_ALPN));
+        if validation {
+            // A validation server: the challenge certificate for this name,
+            // or no certificate (the handshake fails), never the real one.
+            let name = hello
+                .server_name()?
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            return self.challenges.load().get(&name).cloned();
+        }
         Some(Arc::clone(self.set.load().find(hello.server_name())))
     }
 }
