@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 pub use nix::sys::signal::Signal;
 
 pub mod certs;
+pub mod pebble;
 pub mod redis_server;
 
 /// The two flagships that keep the contract: axum on seaworthy's server,

@@ -109,6 +109,9 @@
 //! A certificate's chain is checked for order, not verified to a root: the
 //! server cannot know which roots its clients trust.
 
+#[cfg(feature = "acme")]
+#[cfg_attr(docsrs, doc(cfg(feature = "acme")))]
+pub mod acme;
 mod certs;
 mod redirect;
 mod resolver;
