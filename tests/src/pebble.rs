@@ -48,6 +48,17 @@ impl Pebble {
     /// Starts Pebble whose validations connect to 127.0.0.1:`tls_port`
     /// (TLS-ALPN-01) and 127.0.0.1:`http_port` (HTTP-01); files in `dir`.
     pub fn start(dir: &Path, tls_port: u16, http_port: u16) -> Pebble {
+        Pebble::start_with_validity(dir, tls_port, http_port, None)
+    }
+
+    /// As [`start`](Self::start), issuing certificates valid for
+    /// `validity` (short, to watch renewals).
+    pub fn start_with_validity(
+        dir: &Path,
+        tls_port: u16,
+        http_port: u16,
+        validity: Option<Duration>,
+    ) -> Pebble {
         let ca = Ca::new("pebble API CA");
         let (cert, key) = ca
             .server(&["localhost", "127.0.0.1"], Validity::Current)
@@ -79,8 +90,14 @@ impl Pebble {
                     "httpPort": {http_port},
                     "tlsPort": {tls_port},
                     "ocspResponderURL": "",
-                    "externalAccountBindingRequired": false
+                    "externalAccountBindingRequired": false{validity}
                 }}}}"#,
+                validity = validity
+                    .map(|validity| format!(
+                        r#", "certificateValidityPeriod": {}"#,
+                        validity.as_secs()
+                    ))
+                    .unwrap_or_default(),
                 cert = cert.display(),
                 key = key.display(),
             ),

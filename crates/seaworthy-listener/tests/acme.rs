@@ -12,14 +12,19 @@ mod certs;
 #[allow(dead_code, unreachable_pub)]
 mod pebble;
 
+use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
 
 use certs::{Ca, Validity};
 use pebble::Pebble;
 use seaworthy_listener::tls::TlsConfig;
-use seaworthy_listener::tls::acme::{self, AcmeConfig};
+use seaworthy_listener::tls::acme::{self, Acme, AcmeConfig};
 use seaworthy_listener::{Listener, Server};
 use seaworthy_shutdown::{Shutdown, ShutdownReason};
 
@@ -101,6 +106,194 @@ async fn a_certificate_is_obtained_through_tls_alpn_01_on_the_listener_and_passe
     let account = std::fs::read(cache.join("account.json")).unwrap();
     acme::order(&config, &tls).await.unwrap();
     assert_eq!(std::fs::read(cache.join("account.json")).unwrap(), account);
+
+    shutdown.trigger(ShutdownReason::requested("test"));
+    assert!(shutdown.wait().await.is_clean());
+}
+
+/// A client that takes any certificate (Pebble's roots are made at its
+/// start), for reading what the listener serves.
+fn any_cert_client() -> Arc<rustls::ClientConfig> {
+    #[derive(Debug)]
+    struct AnyCert;
+    impl rustls::client::danger::ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: rustls::pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            rustls::crypto::aws_lc_rs::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+/// A handshake and `GET /` to `acme.test`: the served leaf's DER and
+/// issuer, or why it failed.
+async fn fetch(
+    addr: SocketAddr,
+    config: &Arc<rustls::ClientConfig>,
+) -> Result<(Vec<u8>, String), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|err| err.to_string())?;
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
+        .connect(ServerName::try_from("acme.test").unwrap(), tcp)
+        .await
+        .map_err(|err| err.to_string())?;
+    let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: acme.test\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|err| err.to_string())?;
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    if !answer.ends_with(b"hello") {
+        return Err(format!("answered {:?}", String::from_utf8_lossy(&answer)));
+    }
+    let issuer = X509Certificate::from_der(&leaf)
+        .unwrap()
+        .1
+        .issuer()
+        .to_string();
+    Ok((leaf, issuer))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_certificate_replaces_the_placeholder_and_renewals_need_no_restart() {
+    let dir =
+        Dir(std::env::temp_dir().join(format!("seaworthy-acme-renew-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap().as_tcp().unwrap();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // Certificates of 12 s: renewed at about 8 s.
+    let pebble = Pebble::start_with_validity(
+        &dir.0,
+        addr.port(),
+        http_port,
+        Some(Duration::from_secs(12)),
+    );
+    let config = AcmeConfig::new(&pebble.directory, ["acme.test"], dir.0.join("acme"))
+        .root_ca(&pebble.api_ca);
+    let tls = config.tls(|tls| tls).unwrap();
+    let shutdown = Shutdown::builder()
+        .signals([])
+        .drain_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+    shutdown.spawn(
+        "https",
+        Server::new()
+            .tls(tls.clone())
+            .serve(listener, router, shutdown.token()),
+    );
+    let client = any_cert_client();
+    let (_, issuer) = fetch(addr, &client).await.unwrap();
+    assert!(issuer.contains("seaworthy ACME placeholder"), "{issuer}");
+
+    // Handshakes and requests all along, none may fail.
+    let failures = Arc::new(AtomicU64::new(0));
+    let served = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (failures, served, stop, client) = (
+            Arc::clone(&failures),
+            Arc::clone(&served),
+            Arc::clone(&stop),
+            Arc::clone(&client),
+        );
+        async move {
+            while !stop.load(Relaxed) {
+                match fetch(addr, &client).await {
+                    Ok(_) => served.fetch_add(1, Relaxed),
+                    Err(err) => {
+                        eprintln!("failed: {err}");
+                        failures.fetch_add(1, Relaxed)
+                    }
+                };
+            }
+        }
+    });
+
+    let acme = Acme::new(config, tls);
+    shutdown.spawn("acme", acme.clone().run(shutdown.token()));
+    let started = Instant::now();
+    let first = loop {
+        let (leaf, issuer) = fetch(addr, &client).await.unwrap();
+        if issuer.contains("Pebble") {
+            break leaf;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!("first certificate served after {:?}", started.elapsed());
+    let renewed_at = Instant::now();
+    loop {
+        let (leaf, issuer) = fetch(addr, &client).await.unwrap();
+        if leaf != first {
+            assert!(issuer.contains("Pebble"), "{issuer}");
+            break;
+        }
+        assert!(
+            renewed_at.elapsed() < Duration::from_secs(30),
+            "never renewed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!("renewed {:?} after the first", renewed_at.elapsed());
+    stop.store(true, Relaxed);
+    load.await.unwrap();
+    assert_eq!(failures.load(Relaxed), 0);
+    assert!(served.load(Relaxed) > 10, "{}", served.load(Relaxed));
+    let status = acme.status();
+    assert!(status.certificates >= 2, "{status:?}");
+    assert_eq!(status.failures, 0, "{status:?}");
+    assert!(status.next_order.is_some(), "{status:?}");
 
     shutdown.trigger(ShutdownReason::requested("test"));
     assert!(shutdown.wait().await.is_clean());

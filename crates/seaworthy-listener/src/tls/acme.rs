@@ -224,3 +224,215 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     };
     write().map_err(|err| error(&format!("{}", path.display()), err))
 }
+
+/// The issuer (and subject) of the temporary certificate served until the
+/// first real one is obtained.
+const PLACEHOLDER: &str = "seaworthy ACME placeholder";
+
+impl AcmeConfig {
+    /// The [`Tls`] to serve with ACME: the pair in the cache directory when
+    /// there is one, else a temporary self-signed pair for the domains
+    /// (written there, replaced by the first certificate obtained; the
+    /// listener must run meanwhile to answer the validations). `customize`
+    /// sets the other options (handshake timeout, client CA, tickets).
+    ///
+    /// # Errors
+    ///
+    /// As [`TlsConfig::build`](super::TlsConfig::build), or the cache
+    /// directory not writable.
+    pub fn tls(
+        &self,
+        customize: impl FnOnce(super::TlsConfig) -> super::TlsConfig,
+    ) -> Result<Tls, super::Error> {
+        std::fs::create_dir_all(&self.cache_dir)
+            .map_err(|err| super::Error::other(format!("{}: {err}", self.cache_dir.display())))?;
+        if !self.certificate_path().exists() || !self.key_path().exists() {
+            let (chain, key) = placeholder(&self.domains)?;
+            let write = |path: &Path, bytes: &[u8]| {
+                write_private(path, bytes).map_err(|err| super::Error::other(err.to_string()))
+            };
+            write(&self.key_path(), key.as_bytes())?;
+            write(&self.certificate_path(), chain.as_bytes())?;
+            tracing::info!(domains = ?self.domains, "ACME: serving a temporary self-signed certificate until the first is obtained");
+        }
+        customize(super::TlsConfig::new(
+            self.certificate_path(),
+            self.key_path(),
+        ))
+        .build()
+    }
+}
+
+/// A self-signed pair for `domains`, valid for a week from an hour ago.
+fn placeholder(domains: &[String]) -> Result<(String, String), super::Error> {
+    let failed = |err: rcgen::Error| super::Error::other(format!("ACME placeholder: {err}"));
+    let mut params = rcgen::CertificateParams::new(domains.to_vec()).map_err(failed)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, PLACEHOLDER);
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - std::time::Duration::from_secs(3600)).into();
+    params.not_after = (now + std::time::Duration::from_secs(7 * 86_400)).into();
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = params.self_signed(&key).map_err(failed)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// How the certificate's renewal is going, from [`Acme::status`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct AcmeStatus {
+    /// When the next order is due (after a failure, the next retry).
+    pub next_order: Option<std::time::SystemTime>,
+    /// The last order's error, until one succeeds.
+    pub last_error: Option<String>,
+    /// Orders failed in a row.
+    pub failures: u32,
+    /// Orders that gave a certificate, since start.
+    pub certificates: u64,
+}
+
+/// Keeps a [`Tls`] supplied with certificates from an ACME CA: orders the
+/// first (while a temporary one serves), then renews each at about 2/3 of
+/// its lifetime (with jitter), retries failures with a growing delay (at
+/// most 6 orders an hour), and reloads each new pair through the gate
+/// without a restart. Clone it to read its [`status`](Self::status) while
+/// [`run`](Self::run) works.
+#[derive(Clone, Debug)]
+pub struct Acme {
+    inner: std::sync::Arc<AcmeInner>,
+}
+
+#[derive(Debug)]
+struct AcmeInner {
+    config: AcmeConfig,
+    tls: Tls,
+    status: std::sync::Mutex<AcmeStatus>,
+}
+
+/// The most orders an hour, failures included.
+const ORDERS_PER_HOUR: usize = 6;
+
+impl Acme {
+    /// Renewing `tls` (made by [`AcmeConfig::tls`]) with `config`.
+    pub fn new(config: AcmeConfig, tls: Tls) -> Acme {
+        Acme {
+            inner: std::sync::Arc::new(AcmeInner {
+                config,
+                tls,
+                status: std::sync::Mutex::default(),
+            }),
+        }
+    }
+
+    /// How renewal is going.
+    pub fn status(&self) -> AcmeStatus {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AcmeStatus> {
+        self.inner
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// When the pair in force should be replaced: now for the placeholder,
+    /// else at 2/3 of its lifetime, a little earlier for some replicas
+    /// than for others (up to 1/20 of the lifetime) so they do not all ask
+    /// at once.
+    fn due(&self) -> std::time::SystemTime {
+        let now = std::time::SystemTime::now();
+        let status = self.inner.tls.status();
+        let Some(cert) = status.certificates.first() else {
+            return now;
+        };
+        if cert.issuer.contains(PLACEHOLDER) {
+            return now;
+        }
+        let lifetime = cert
+            .not_after
+            .duration_since(cert.not_before)
+            .unwrap_or_default();
+        let jitter = lifetime.mul_f64(crate_random() / 20.0);
+        (cert.not_before + lifetime.mul_f64(2.0 / 3.0))
+            .checked_sub(jitter)
+            .unwrap_or(now)
+    }
+
+    /// Orders and renews until the shutdown reaches `Closing`.
+    pub async fn run(self, token: seaworthy_shutdown::ShutdownToken) {
+        let mut attempts: std::collections::VecDeque<std::time::Instant> = Default::default();
+        let mut closing = std::pin::pin!(token.reached(seaworthy_shutdown::Phase::Closing));
+        loop {
+            let due = {
+                let status = self.lock();
+                match (status.failures, status.next_order) {
+                    (0, _) | (_, None) => self.due(),
+                    (_, Some(retry)) => retry,
+                }
+            };
+            self.lock().next_order = Some(due);
+            let wait = due
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::select! {
+                () = &mut closing => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            // At most ORDERS_PER_HOUR in any hour: a CA's rate limits are
+            // counted in orders, and a loop of failures must not use them up.
+            let hour_ago = std::time::Instant::now()
+                .checked_sub(std::time::Duration::from_secs(3600))
+                .unwrap_or_else(std::time::Instant::now);
+            while attempts.front().is_some_and(|at| *at < hour_ago) {
+                attempts.pop_front();
+            }
+            if attempts.len() >= ORDERS_PER_HOUR {
+                let retry = std::time::SystemTime::now() + std::time::Duration::from_secs(600);
+                let mut status = self.lock();
+                status.failures = status.failures.max(1);
+                status.next_order = Some(retry);
+                continue;
+            }
+            attempts.push_back(std::time::Instant::now());
+            let result = match order(&self.inner.config, &self.inner.tls).await {
+                Ok(()) => self
+                    .inner
+                    .tls
+                    .reload()
+                    .map(|_| ())
+                    .map_err(|err| AcmeError(format!("the new pair was refused: {err}"))),
+                Err(err) => Err(err),
+            };
+            let mut status = self.lock();
+            match result {
+                Ok(()) => {
+                    status.failures = 0;
+                    status.last_error = None;
+                    status.certificates += 1;
+                    status.next_order = None;
+                }
+                Err(err) => {
+                    status.failures += 1;
+                    // 10 s, 20 s, 40 s, … up to an hour.
+                    let delay = std::time::Duration::from_secs(10)
+                        .saturating_mul(1 << status.failures.min(9).saturating_sub(1))
+                        .min(std::time::Duration::from_secs(3600));
+                    tracing::warn!(error = %err, failures = status.failures, retry_in = ?delay, "ACME: order failed; the certificate in force keeps serving");
+                    status.last_error = Some(err.to_string());
+                    status.next_order = Some(std::time::SystemTime::now() + delay);
+                }
+            }
+        }
+    }
+}
+
+/// A number in [0, 1) from the process's random hasher keys: enough to
+/// spread replicas, not for secrets.
+fn crate_random() -> f64 {
+    use std::hash::BuildHasher;
+    let hash = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
+    (hash >> 11) as f64 / (1_u64 << 53) as f64
+}

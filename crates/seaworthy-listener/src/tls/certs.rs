@@ -35,6 +35,8 @@ pub(crate) struct Loaded {
     /// The leaf's DNS names and IP addresses (lowercase).
     pub(crate) names: Vec<String>,
     pub(crate) subject: String,
+    pub(crate) issuer: String,
+    pub(crate) not_before: SystemTime,
     pub(crate) not_after: SystemTime,
     /// The files' bytes, to tell a change from a touch.
     pub(crate) contents: Vec<u8>,
@@ -153,6 +155,8 @@ pub(crate) fn load_pair(
         key: Arc::new(certified),
         names: checked.names,
         subject: checked.subject,
+        issuer: checked.issuer,
+        not_before: checked.not_before,
         not_after: checked.not_after,
         contents,
     })
@@ -163,6 +167,8 @@ pub(crate) fn load_pair(
 pub(crate) struct Checked {
     pub(crate) names: Vec<String>,
     pub(crate) subject: String,
+    pub(crate) issuer: String,
+    pub(crate) not_before: SystemTime,
     pub(crate) not_after: SystemTime,
 }
 
@@ -250,6 +256,8 @@ pub(crate) fn check_chain(
     Ok(Checked {
         names,
         subject: leaf.subject().to_string(),
+        issuer: leaf.issuer().to_string(),
+        not_before,
         not_after,
     })
 }

@@ -548,6 +548,8 @@ impl Tls {
                 .map(|pair| CertificateStatus {
                     names: pair.names.clone(),
                     subject: pair.subject.clone(),
+                    issuer: pair.issuer.clone(),
+                    not_before: pair.not_before,
                     not_after: pair.not_after,
                 })
                 .collect(),
@@ -742,6 +744,10 @@ pub struct CertificateStatus {
     pub names: Vec<String>,
     /// Its subject, as RFC 4514 text.
     pub subject: String,
+    /// Its issuer, as RFC 4514 text.
+    pub issuer: String,
+    /// When it became valid.
+    pub not_before: SystemTime,
     /// When it expires.
     pub not_after: SystemTime,
 }
