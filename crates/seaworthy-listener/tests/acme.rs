@@ -23,8 +23,8 @@ use rustls::pki_types::{CertificateDer, ServerName};
 
 use certs::{Ca, Validity};
 use pebble::Pebble;
-use seaworthy_listener::tls::TlsConfig;
 use seaworthy_listener::tls::acme::{self, Acme, AcmeConfig};
+use seaworthy_listener::tls::{Tls, TlsConfig};
 use seaworthy_listener::{Listener, Server};
 use seaworthy_shutdown::{Shutdown, ShutdownReason};
 
@@ -294,6 +294,96 @@ async fn the_first_certificate_replaces_the_placeholder_and_renewals_need_no_res
     assert!(status.certificates >= 2, "{status:?}");
     assert_eq!(status.failures, 0, "{status:?}");
     assert!(status.next_order.is_some(), "{status:?}");
+
+    shutdown.trigger(ShutdownReason::requested("test"));
+    assert!(shutdown.wait().await.is_clean());
+}
+
+/// One replica: a listener on the shared port (SO_REUSEPORT), its Tls from
+/// the shared cache directory, its Acme.
+fn replica(port: u16, config: &AcmeConfig, shutdown: &Shutdown) -> (Tls, Acme) {
+    let listener = seaworthy_listener::Bind::tcp(SocketAddr::from(([127, 0, 0, 1], port)))
+        .reuse_port(true)
+        .bind()
+        .unwrap();
+    let tls = config.tls(|tls| tls).unwrap();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+    shutdown.spawn(
+        "https",
+        Server::new()
+            .tls(tls.clone())
+            .serve(listener, router, shutdown.token()),
+    );
+    let acme = Acme::new(config.clone(), tls.clone());
+    shutdown.spawn("acme", acme.clone().run(shutdown.token()));
+    (tls, acme)
+}
+
+fn orders_placed(dir: &std::path::Path) -> usize {
+    Pebble::log(dir).matches("POST /order-plz").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_directory_place_one_order_and_a_restart_places_none() {
+    let dir =
+        Dir(std::env::temp_dir().join(format!("seaworthy-acme-replicas-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pebble = Pebble::start(&dir.0, port, http_port);
+    let config = AcmeConfig::new(&pebble.directory, ["acme.test"], dir.0.join("shared"))
+        .root_ca(&pebble.api_ca);
+    let shutdown = Shutdown::builder()
+        .signals([])
+        .drain_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    // Two replicas behind one address: the CA's validation reaches either.
+    let (first, _) = replica(port, &config, &shutdown);
+    let (second, _) = replica(port, &config, &shutdown);
+    let started = Instant::now();
+    while ![&first, &second]
+        .iter()
+        .all(|tls| tls.status().certificates[0].issuer.contains("Pebble"))
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not both served: {:?} / {:?}\n{}",
+            first.status(),
+            second.status(),
+            Pebble::log(&dir.0)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "both replicas serve the certificate after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(orders_placed(&dir.0), 1, "{}", Pebble::log(&dir.0));
+    // And both answer with it.
+    let client = any_cert_client();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    for _ in 0..10 {
+        let (_, issuer) = fetch(addr, &client).await.unwrap();
+        assert!(issuer.contains("Pebble"), "{issuer}");
+    }
+
+    // A restart (a new Tls and Acme on the same directory) orders nothing:
+    // the pair in the cache is good for most of its life.
+    let (_, restarted) = replica(port, &config, &shutdown);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(restarted.status().certificates, 0);
+    assert!(restarted.status().next_order.is_some());
+    assert_eq!(orders_placed(&dir.0), 1);
 
     shutdown.trigger(ShutdownReason::requested("test"));
     assert!(shutdown.wait().await.is_clean());

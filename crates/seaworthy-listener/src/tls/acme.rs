@@ -133,7 +133,13 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
                 .map_err(|_| AcmeError("a key authorization digest of another size".into()))?;
             tls.set_challenge(&domain, &digest)
                 .map_err(|err| error("challenge certificate", err))?;
+            // For the other replicas behind the same address: the CA may
+            // reach any of them.
+            publish_challenge(config, &domain, &digest)?;
             answered.push(domain);
+            // The replicas look every FOLLOW_ORDER while an order runs:
+            // give them time to install it before the CA connects.
+            tokio::time::sleep(FOLLOW_ORDER * 2).await;
             challenge
                 .set_ready()
                 .await
@@ -162,6 +168,7 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
     .await;
     for domain in &answered {
         tls.remove_challenge(domain);
+        let _ = std::fs::remove_file(challenge_path(config, domain));
     }
     let (chain, key) = result?;
     // The key first: a watcher that sees the new chain finds its key.
@@ -169,6 +176,116 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
     write_private(&config.certificate_path(), chain.as_bytes())?;
     tracing::info!(domains = ?config.domains, "ACME: certificate obtained");
     Ok(())
+}
+
+/// The shared directory of challenges being validated.
+fn challenges_dir(config: &AcmeConfig) -> PathBuf {
+    config.cache_dir.join("challenges")
+}
+
+fn challenge_path(config: &AcmeConfig, domain: &str) -> PathBuf {
+    challenges_dir(config).join(domain.trim_end_matches('.').to_ascii_lowercase())
+}
+
+/// Writes `domain`'s challenge digest (hex) where every replica sees it.
+fn publish_challenge(
+    config: &AcmeConfig,
+    domain: &str,
+    digest: &[u8; 32],
+) -> Result<(), AcmeError> {
+    let dir = challenges_dir(config);
+    std::fs::create_dir_all(&dir).map_err(|err| error(&format!("{}", dir.display()), err))?;
+    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+    write_private(&challenge_path(config, domain), hex.as_bytes())
+}
+
+/// Installs on `tls` the challenges another replica published, and
+/// removes those it withdrew: `answered` is what this replica installed.
+fn follow_challenges(config: &AcmeConfig, tls: &Tls, answered: &mut Vec<String>) {
+    let mut present = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(challenges_dir(config)) {
+        for entry in entries.flatten() {
+            let Some(domain) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if domain.ends_with(".tmp") {
+                continue;
+            }
+            let Ok(hex) = std::fs::read_to_string(entry.path()) else {
+                continue;
+            };
+            let digest: Option<Vec<u8>> = (0..hex.len())
+                .step_by(2)
+                .map(|at| {
+                    hex.get(at..at + 2)
+                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                })
+                .collect();
+            let Some(Ok(digest)) = digest.map(<[u8; 32]>::try_from) else {
+                continue;
+            };
+            if tls.set_challenge(&domain, &digest).is_ok() {
+                present.push(domain);
+            }
+        }
+    }
+    for domain in answered.iter() {
+        if !present.contains(domain) {
+            tls.remove_challenge(domain);
+        }
+    }
+    *answered = present;
+}
+
+/// How often a replica looks for another's challenges while an order runs
+/// (the orderer waits twice as long before telling the CA to validate).
+const FOLLOW_ORDER: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long a lock may be held before another replica takes it over (its
+/// holder died mid-order).
+const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The right to order, among replicas sharing the cache directory: a file
+/// made exclusively, removed when dropped.
+struct OrderLock(PathBuf);
+
+impl OrderLock {
+    fn take(config: &AcmeConfig) -> Option<OrderLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = config.cache_dir.join("order.lock");
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    let _ = writeln!(file, "{}", std::process::id());
+                    return Some(OrderLock(path));
+                }
+                Err(_) => {
+                    let stale = std::fs::metadata(&path)
+                        .and_then(|meta| meta.modified())
+                        .ok()
+                        .and_then(|modified| modified.elapsed().ok())
+                        .is_some_and(|age| age > LOCK_STALE);
+                    if !stale {
+                        return None;
+                    }
+                    tracing::warn!(path = %path.display(), "ACME: taking over a stale order lock");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Drop for OrderLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// The account in the cache directory, or a new one written there.
@@ -343,13 +460,14 @@ impl Acme {
     /// than for others (up to 1/20 of the lifetime) so they do not all ask
     /// at once.
     fn due(&self) -> std::time::SystemTime {
-        let now = std::time::SystemTime::now();
+        // Already due: a time in the past, whenever it is compared.
+        let past = std::time::SystemTime::UNIX_EPOCH;
         let status = self.inner.tls.status();
         let Some(cert) = status.certificates.first() else {
-            return now;
+            return past;
         };
         if cert.issuer.contains(PLACEHOLDER) {
-            return now;
+            return past;
         }
         let lifetime = cert
             .not_after
@@ -358,14 +476,19 @@ impl Acme {
         let jitter = lifetime.mul_f64(crate_random() / 20.0);
         (cert.not_before + lifetime.mul_f64(2.0 / 3.0))
             .checked_sub(jitter)
-            .unwrap_or(now)
+            .unwrap_or(past)
     }
 
     /// Orders and renews until the shutdown reaches `Closing`.
     pub async fn run(self, token: seaworthy_shutdown::ShutdownToken) {
         let mut attempts: std::collections::VecDeque<std::time::Instant> = Default::default();
         let mut closing = std::pin::pin!(token.reached(seaworthy_shutdown::Phase::Closing));
+        let mut followed = Vec::new();
         loop {
+            // What another replica wrote: its new pair (byte-identical
+            // files reload nothing), its challenges.
+            let _ = self.inner.tls.reload();
+            follow_challenges(&self.inner.config, &self.inner.tls, &mut followed);
             let due = {
                 let status = self.lock();
                 match (status.failures, status.next_order) {
@@ -374,12 +497,34 @@ impl Acme {
                 }
             };
             self.lock().next_order = Some(due);
+            // Look again at least every second while waiting: another
+            // replica may be ordering (its challenges must be answered here
+            // too) or may have renewed already.
+            let ordering = self.inner.config.cache_dir.join("order.lock").exists();
             let wait = due
                 .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .min(if ordering {
+                    FOLLOW_ORDER
+                } else {
+                    std::time::Duration::from_secs(1)
+                });
             tokio::select! {
                 () = &mut closing => return,
                 () = tokio::time::sleep(wait) => {}
+            }
+            if std::time::SystemTime::now() < due {
+                continue;
+            }
+            // One replica orders; the others follow its challenges and
+            // pick its pair up from the shared directory.
+            let Some(_lock) = OrderLock::take(&self.inner.config) else {
+                continue;
+            };
+            // Under the lock, look once more: the pair may be new already.
+            let _ = self.inner.tls.reload();
+            if std::time::SystemTime::now() < self.due() && self.lock().failures == 0 {
+                continue;
             }
             // At most ORDERS_PER_HOUR in any hour: a CA's rate limits are
             // counted in orders, and a loop of failures must not use them up.
