@@ -114,6 +114,8 @@ pub use redis_check::redis_check;
 
 #[cfg(all(feature = "tls", feature = "health"))]
 mod tls_check;
+#[cfg(all(feature = "acme", feature = "health"))]
+pub use tls_check::acme_check;
 #[cfg(all(feature = "tls", feature = "health"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "tls", feature = "health"))))]
 pub use tls_check::tls_check;

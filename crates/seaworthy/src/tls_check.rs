@@ -56,3 +56,58 @@ pub fn tls_check(tls: &Tls, warn_before: Duration) -> Check {
     .critical(false)
     .cached(Duration::from_secs(1))
 }
+
+/// As [`tls_check`], for certificates that an [`Acme`] renews (features
+/// `acme` and `health`): also warns when renewal has failed three times in
+/// a row, or at all once expiry is within `warn_before` (the old pair
+/// serves on either way: a warning, never a failure), and its output says
+/// when the next order is due.
+///
+/// [`Acme`]: seaworthy_listener::tls::acme::Acme
+#[cfg(feature = "acme")]
+#[cfg_attr(docsrs, doc(cfg(feature = "acme")))]
+pub fn acme_check(acme: &seaworthy_listener::tls::acme::Acme, warn_before: Duration) -> Check {
+    let acme = acme.clone();
+    Check::new("tls", move || {
+        let status = acme.tls().status();
+        let renewal = acme.status();
+        async move {
+            let soonest = status.soonest_expiry();
+            let days = soonest.map_or(0.0, |cert| cert.days_left());
+            let remaining = soonest.map_or(Duration::ZERO, |cert| cert.remaining());
+            let next = renewal
+                .next_order
+                .map(|at| {
+                    let left = at
+                        .duration_since(std::time::SystemTime::now())
+                        .unwrap_or_default();
+                    format!("; next order in {:.1} days", left.as_secs_f64() / 86_400.0)
+                })
+                .unwrap_or_default();
+            let failing = renewal.failures >= 3 || (renewal.failures > 0 && remaining < warn_before);
+            let result = if failing {
+                CheckResult::warn().with_output(format!(
+                    "renewal failed {} times in a row ({}); the certificate expires in {days:.1} days{next}",
+                    renewal.failures,
+                    renewal.last_error.unwrap_or_default()
+                ))
+            } else if let Some(error) = status.last_error {
+                CheckResult::warn().with_output(format!("reload refused: {error}{next}"))
+            } else if remaining < warn_before {
+                CheckResult::warn().with_output(format!(
+                    "the certificate expires in {days:.1} days{next}"
+                ))
+            } else {
+                CheckResult::pass().with_output(format!("expires in {days:.1} days{next}"))
+            };
+            Ok::<_, std::convert::Infallible>(
+                result.with_observed((days * 10.0).floor() / 10.0, "days"),
+            )
+        }
+    })
+    .kind(Kind::Process)
+    .measurement("expiry")
+    .component_type("system")
+    .critical(false)
+    .cached(Duration::from_secs(1))
+}

@@ -443,6 +443,11 @@ impl Acme {
         }
     }
 
+    /// The certificates it renews.
+    pub fn tls(&self) -> &Tls {
+        &self.inner.tls
+    }
+
     /// How renewal is going.
     pub fn status(&self) -> AcmeStatus {
         self.lock().clone()
