@@ -30,6 +30,11 @@
 //! | `HEALTH_PORT` | (none) | the probes on a listener of their own as well (plain HTTP, a pool of 64 connections): point Kubernetes there, and no flood of `PORT` can starve them |
 //! | `UPGRADE_TIMEOUT` | `30s` | how long the new process of an upgrade has to become ready before it is killed |
 //! | `UPGRADE_SOCKET` | (none) | a Unix socket path: a new process started by a supervisor asks the running one there for its sockets (hand-off without exec); a path holding anything but this user's socket stops the start (78) and is left untouched |
+//! | `ACME_DOMAINS` | (none) | comma-separated names: HTTPS on `PORT` with certificates obtained and renewed from an ACME CA (TLS-ALPN-01 on `PORT`: the CA must reach it on 443), instead of `TLS_CERT`/`TLS_KEY`; not ready (no `listening on` line) until the first certificate is served |
+//! | `ACME_EMAIL` | (none) | the ACME account's contact |
+//! | `ACME_DIRECTORY` | `letsencrypt` | `letsencrypt`, `letsencrypt-staging`, or an `https://` directory URL |
+//! | `ACME_CACHE_DIR` | `acme` | account, certificate and key (0600); replicas sharing it place one order and all serve the result |
+//! | `ACME_CA_BUNDLE` | (none) | the CA of a private ACME server's HTTPS (Pebble, step-ca) |
 //!
 //! Every variable is read with seaworthy-config: a bad environment stops the
 //! start before anything binds, with exit code 78 and one error naming

@@ -54,6 +54,11 @@ use seaworthy_layers::{Quota, TrustedProxies};
 /// | `HEALTH_PORT` | (none) | the probes on a listener of their own as well |
 /// | `UPGRADE_TIMEOUT` | `30s` | how long an upgrade's new process has to become ready |
 /// | `UPGRADE_SOCKET` | (none) | a Unix socket path for a hand-off without exec (never clobbers a non-socket) |
+/// | `ACME_DOMAINS` | (none) | comma-separated names: HTTPS with certificates obtained and renewed from an ACME CA (TLS-ALPN-01 on `PORT`), instead of `TLS_CERT`/`TLS_KEY` |
+/// | `ACME_EMAIL` | (none) | the account's contact |
+/// | `ACME_DIRECTORY` | `letsencrypt` | `letsencrypt`, `letsencrypt-staging` or the directory's `https://` URL |
+/// | `ACME_CACHE_DIR` | `acme` | account, certificate and key (0600); share it between replicas (one orders, all serve) |
+/// | `ACME_CA_BUNDLE` | (none) | the CA that signs a private ACME server's HTTPS (Pebble, step-ca) |
 #[derive(serde::Deserialize, serde::Serialize, Debug, Clone)]
 #[serde(default)]
 #[non_exhaustive]
@@ -114,6 +119,16 @@ pub struct Settings {
     pub upgrade_timeout: Duration,
     /// `UPGRADE_SOCKET`.
     pub upgrade_socket: Option<PathBuf>,
+    /// `ACME_DOMAINS`.
+    pub acme_domains: Vec<String>,
+    /// `ACME_EMAIL`.
+    pub acme_email: Option<String>,
+    /// `ACME_DIRECTORY`: a name or a URL (see [`Settings::acme_directory_url`]).
+    pub acme_directory: String,
+    /// `ACME_CACHE_DIR`.
+    pub acme_cache_dir: PathBuf,
+    /// `ACME_CA_BUNDLE`.
+    pub acme_ca_bundle: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -143,6 +158,11 @@ impl Default for Settings {
             health_port: None,
             upgrade_timeout: Duration::from_secs(30),
             upgrade_socket: None,
+            acme_domains: Vec::new(),
+            acme_email: None,
+            acme_directory: "letsencrypt".to_owned(),
+            acme_cache_dir: PathBuf::from("acme"),
+            acme_ca_bundle: None,
         }
     }
 }
@@ -157,6 +177,7 @@ impl Settings {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         self.validate_tls(&mut problems);
+        self.validate_acme(&mut problems);
         if self
             .redis_url
             .as_ref()
@@ -201,6 +222,62 @@ impl Settings {
         problems
     }
 
+    /// The ACME settings that need one another.
+    fn validate_acme(&self, problems: &mut Vec<String>) {
+        let acme = !self.acme_domains.is_empty();
+        if acme && (self.tls_cert.is_some() || self.tls_key.is_some()) {
+            problems.push(
+                "ACME_DOMAINS: either certificates from files (TLS_CERT, TLS_KEY) or from ACME, \
+                 not both"
+                    .to_owned(),
+            );
+        }
+        if !acme && (self.acme_email.is_some() || self.acme_ca_bundle.is_some()) {
+            problems.push("ACME_EMAIL, ACME_CA_BUNDLE: need ACME_DOMAINS".to_owned());
+        }
+        for domain in &self.acme_domains {
+            let valid = !domain.is_empty()
+                && !domain.starts_with("*.")
+                && domain.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .bytes()
+                            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+                });
+            if !valid {
+                problems.push(
+                    "ACME_DOMAINS: invalid, expected DNS names like example.com, \
+                     comma-separated (no wildcards: they need DNS-01)"
+                        .to_owned(),
+                );
+                break;
+            }
+        }
+        if acme && self.acme_directory_url().is_none() {
+            problems.push(
+                "ACME_DIRECTORY: invalid, expected letsencrypt, letsencrypt-staging or an \
+                 https:// URL"
+                    .to_owned(),
+            );
+        }
+    }
+
+    /// `ACME_DIRECTORY` as a URL: the names of Let's Encrypt's directories,
+    /// or an `https://` URL as it is.
+    pub fn acme_directory_url(&self) -> Option<String> {
+        match self.acme_directory.trim() {
+            "letsencrypt" => Some("https://acme-v02.api.letsencrypt.org/directory".to_owned()),
+            "letsencrypt-staging" => {
+                Some("https://acme-staging-v02.api.letsencrypt.org/directory".to_owned())
+            }
+            url if url.starts_with("https://") && url.len() > "https://".len() => {
+                Some(url.to_owned())
+            }
+            _ => None,
+        }
+    }
+
     /// The TLS settings that need one another.
     fn validate_tls(&self, problems: &mut Vec<String>) {
         match (&self.tls_cert, &self.tls_key) {
@@ -208,18 +285,20 @@ impl Settings {
             (None, Some(_)) => problems.push("TLS_CERT: required with TLS_KEY".to_owned()),
             _ => {}
         }
-        let tls = self.tls_cert.is_some() || self.tls_key.is_some();
+        let tls =
+            self.tls_cert.is_some() || self.tls_key.is_some() || !self.acme_domains.is_empty();
         if !tls && self.http_redirect_port.is_some() {
             problems.push(
-                "HTTP_REDIRECT_PORT: redirects to HTTPS, which needs TLS_CERT and TLS_KEY"
+                "HTTP_REDIRECT_PORT: redirects to HTTPS, which needs TLS_CERT and TLS_KEY (or ACME_DOMAINS)"
                     .to_owned(),
             );
         }
         if !tls && self.tls_client_ca.is_some() {
-            problems.push("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY".to_owned());
+            problems.push("TLS_CLIENT_CA: needs TLS_CERT and TLS_KEY (or ACME_DOMAINS)".to_owned());
         }
         if !tls && self.tls_ticket_keys.is_some() {
-            problems.push("TLS_TICKET_KEYS: needs TLS_CERT and TLS_KEY".to_owned());
+            problems
+                .push("TLS_TICKET_KEYS: needs TLS_CERT and TLS_KEY (or ACME_DOMAINS)".to_owned());
         }
         if self
             .http_redirect_port
@@ -229,9 +308,10 @@ impl Settings {
         }
     }
 
-    /// Whether HTTPS is configured (`TLS_CERT` and `TLS_KEY`).
+    /// Whether HTTPS is configured: `TLS_CERT` and `TLS_KEY`, or
+    /// `ACME_DOMAINS`.
     pub fn tls(&self) -> bool {
-        self.tls_cert.is_some() && self.tls_key.is_some()
+        (self.tls_cert.is_some() && self.tls_key.is_some()) || !self.acme_domains.is_empty()
     }
 
     /// The quota with its burst: `RATE_LIMIT` and `RATE_LIMIT_BURST`.

@@ -57,11 +57,21 @@ pub fn tls_check(tls: &Tls, warn_before: Duration) -> Check {
     .cached(Duration::from_secs(1))
 }
 
+/// The issuer of the temporary pair served until the first certificate.
+#[cfg(feature = "acme")]
+const PLACEHOLDER_ISSUER: &str = seaworthy_listener::tls::acme::PLACEHOLDER;
+
 /// As [`tls_check`], for certificates that an [`Acme`] renews (features
 /// `acme` and `health`): also warns when renewal has failed three times in
 /// a row, or at all once expiry is within `warn_before` (the old pair
 /// serves on either way: a warning, never a failure), and its output says
 /// when the next order is due.
+///
+/// Until the first certificate is obtained it **fails** (it is critical):
+/// readiness and the startup probe fail while the temporary self-signed
+/// pair answers the CA's validations, so no load balancer sends clients to
+/// it. To accept traffic on the temporary pair meanwhile, make it
+/// non-critical: `acme_check(..).critical(false)`.
 ///
 /// [`Acme`]: seaworthy_listener::tls::acme::Acme
 #[cfg(feature = "acme")]
@@ -85,7 +95,16 @@ pub fn acme_check(acme: &seaworthy_listener::tls::acme::Acme, warn_before: Durat
                 })
                 .unwrap_or_default();
             let failing = renewal.failures >= 3 || (renewal.failures > 0 && remaining < warn_before);
-            let result = if failing {
+            let placeholder = soonest.is_some_and(|cert| cert.issuer.contains(PLACEHOLDER_ISSUER));
+            let result = if placeholder {
+                let why = renewal
+                    .last_error
+                    .map(|err| format!(" (last try: {err})"))
+                    .unwrap_or_default();
+                CheckResult::fail().with_output(format!(
+                    "waiting for the first certificate from the CA{why}{next}"
+                ))
+            } else if failing {
                 CheckResult::warn().with_output(format!(
                     "renewal failed {} times in a row ({}); the certificate expires in {days:.1} days{next}",
                     renewal.failures,
@@ -108,6 +127,6 @@ pub fn acme_check(acme: &seaworthy_listener::tls::acme::Acme, warn_before: Durat
     .kind(Kind::Process)
     .measurement("expiry")
     .component_type("system")
-    .critical(false)
+    .critical(true)
     .cached(Duration::from_secs(1))
 }

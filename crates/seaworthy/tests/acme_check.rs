@@ -10,7 +10,7 @@ use seaworthy::listener::tls::acme::{Acme, AcmeConfig};
 use seaworthy::shutdown::{Shutdown, ShutdownReason};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_ca_leaves_the_pair_serving_and_the_check_warns() {
+async fn an_unreachable_ca_leaves_the_pair_serving_and_readiness_waits_for_a_certificate() {
     let dir = std::env::temp_dir().join(format!("seaworthy-acme-check-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
@@ -55,10 +55,13 @@ async fn an_unreachable_ca_leaves_the_pair_serving_and_the_check_warns() {
         ))
         .build()
         .unwrap();
+    // No certificate yet (the temporary pair): readiness fails, and says
+    // why.
     let report = registry.check(Probe::Readiness).await;
-    assert_eq!(report.status(), Status::Warn);
+    assert_eq!(report.status(), Status::Fail);
     let json = report.to_json(true);
-    assert!(json.contains("renewal failed 1 times in a row"), "{json}");
+    assert!(json.contains("waiting for the first certificate"), "{json}");
+    assert!(json.contains("last try"), "{json}");
     assert!(json.contains("next order in"), "{json}");
 
     shutdown.trigger(ShutdownReason::requested("test"));

@@ -344,7 +344,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
 
 /// The issuer (and subject) of the temporary certificate served until the
 /// first real one is obtained.
-const PLACEHOLDER: &str = "seaworthy ACME placeholder";
+pub const PLACEHOLDER: &str = "seaworthy ACME placeholder";
 
 impl AcmeConfig {
     /// The [`Tls`] to serve with ACME: the pair in the cache directory when

@@ -348,7 +348,7 @@ impl App {
         if let Some(code) = self.command().await {
             return Ok(code);
         }
-        let tls = self.checked_settings()?;
+        let (tls, acme) = self.checked_settings()?;
         let shutdown = self.shutdown()?;
         let reread = std::mem::replace(&mut self.reread, Box::new(Vec::new));
         signals::spawn(tls.clone(), reread).map_err(|err| {
@@ -361,7 +361,7 @@ impl App {
             EXIT_UNAVAILABLE
         })?;
         let store = self.redis_store()?;
-        let health = self.health(&shutdown, &store, &tls)?;
+        let health = self.health(&shutdown, &store, &tls, acme.as_ref())?;
         let details = self
             .probe_details
             .take()
@@ -370,6 +370,12 @@ impl App {
         self.serve_all(
             &shutdown, listeners, &listening, probes, router, store, &tls,
         );
+        #[cfg(feature = "acme")]
+        if let Some(acme) = acme {
+            // The listener serves (it answers the validations): order the
+            // first certificate if there is none, then renew.
+            shutdown.spawn("acme", acme.run(shutdown.token()));
+        }
         for (name, start) in std::mem::take(self.workers_mut()) {
             shutdown.spawn(name, start(shutdown.token()));
         }
@@ -407,7 +413,7 @@ impl App {
     }
 
     /// The settings' traps and the TLS gate, before anything binds.
-    fn checked_settings(&self) -> Result<Option<Tls>, i32> {
+    fn checked_settings(&self) -> Result<(Option<Tls>, Option<Acme>), i32> {
         let problems = self.settings.validate();
         if !problems.is_empty() {
             let count = problems.len();
@@ -420,7 +426,7 @@ impl App {
         }
         // Certificates are checked before anything binds: a bad pair stops
         // the start (and an upgrade's new process never becomes ready).
-        let tls = tls(&self.settings).map_err(|problem| {
+        let certificates = tls(&self.settings).map_err(|problem| {
             eprintln!("invalid configuration: 1 problem\n  {problem}");
             EXIT_CONFIG
         })?;
@@ -431,7 +437,10 @@ impl App {
                  X-Forwarded-For; list only your proxies' addresses"
             );
         }
-        Ok(tls)
+        Ok(match certificates {
+            Some((tls, acme)) => (Some(tls), acme),
+            None => (None, None),
+        })
     }
 
     fn shutdown(&self) -> Result<Shutdown, i32> {
@@ -535,6 +544,7 @@ impl App {
         shutdown: &Shutdown,
         store: &Option<RedisStore>,
         tls: &Option<Tls>,
+        acme: Option<&Acme>,
     ) -> Result<HealthRegistry, i32> {
         let mut health = HealthRegistry::builder().shutdown(shutdown.token());
         for check in std::mem::take(&mut self.checks) {
@@ -546,8 +556,16 @@ impl App {
         }
         #[cfg(not(feature = "redis"))]
         let _ = store;
+        #[cfg(feature = "acme")]
+        if let Some(acme) = acme {
+            // Fails until the first certificate: not ready on the
+            // temporary pair.
+            health = health.check(crate::acme_check(acme, TLS_WARN_BEFORE));
+        }
+        #[cfg(not(feature = "acme"))]
+        let _ = acme;
         #[cfg(feature = "tls")]
-        if let Some(tls) = tls {
+        if let (Some(tls), None) = (tls, acme) {
             health = health.check(crate::tls_check(tls, TLS_WARN_BEFORE));
         }
         #[cfg(not(feature = "tls"))]
@@ -711,34 +729,96 @@ use seaworthy_layers::redis_store::RedisStore;
 enum RedisStore {}
 
 /// The TLS settings, built and checked: `Err` names the variable at fault.
+/// With `ACME_DOMAINS`, the certificates come from the cache directory (a
+/// temporary pair until the first) and an [`Acme`] keeps them.
 #[cfg(feature = "tls")]
-fn tls(settings: &Settings) -> Result<Option<Tls>, String> {
+fn tls(settings: &Settings) -> Result<Option<(Tls, Option<Acme>)>, String> {
     use seaworthy_listener::tls::TlsConfig;
+    // One knob for a new connection's first words: its TLS handshake, like
+    // its first request head, must arrive within HEADER_READ_TIMEOUT.
+    let customize = |mut config: TlsConfig| {
+        config = config.handshake_timeout(settings.header_read_timeout);
+        if let Some(bundle) = &settings.tls_client_ca {
+            config = config.client_ca(bundle);
+        }
+        if let Some(keys) = &settings.tls_ticket_keys {
+            config = config.ticket_keys(keys);
+        }
+        config
+    };
+    let variable_of = |err: &seaworthy_listener::tls::Error,
+                       cert: &std::path::Path,
+                       key: &std::path::Path| match err.path() {
+        Some(path) if path == key => "TLS_KEY",
+        Some(path) if Some(path) == settings.tls_client_ca.as_deref() => "TLS_CLIENT_CA",
+        Some(path) if Some(path) == settings.tls_ticket_keys.as_deref() => "TLS_TICKET_KEYS",
+        Some(path) if path == cert => "TLS_CERT",
+        _ => "TLS_CERT",
+    };
+    if !settings.acme_domains.is_empty() {
+        return acme(settings, customize).map(Some);
+    }
     let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
         return Ok(None);
     };
-    // One knob for a new connection's first words: its TLS handshake, like
-    // its first request head, must arrive within HEADER_READ_TIMEOUT.
-    let mut config = TlsConfig::new(cert, key).handshake_timeout(settings.header_read_timeout);
-    if let Some(bundle) = &settings.tls_client_ca {
-        config = config.client_ca(bundle);
-    }
-    if let Some(keys) = &settings.tls_ticket_keys {
-        config = config.ticket_keys(keys);
-    }
-    config.build().map(Some).map_err(|err| {
-        let variable = match err.path() {
-            Some(path) if path == key => "TLS_KEY",
-            Some(path) if Some(path) == settings.tls_client_ca.as_deref() => "TLS_CLIENT_CA",
-            Some(path) if Some(path) == settings.tls_ticket_keys.as_deref() => "TLS_TICKET_KEYS",
-            _ => "TLS_CERT",
-        };
-        format!("{variable}: {err}")
-    })
+    customize(TlsConfig::new(cert, key))
+        .build()
+        .map(|tls| Some((tls, None)))
+        .map_err(|err| format!("{}: {err}", variable_of(&err, cert, key)))
 }
 
+/// `ACME_DOMAINS`: the certificates from an ACME CA.
+#[cfg(feature = "acme")]
+fn acme(
+    settings: &Settings,
+    customize: impl FnOnce(seaworthy_listener::tls::TlsConfig) -> seaworthy_listener::tls::TlsConfig,
+) -> Result<(Tls, Option<Acme>), String> {
+    use seaworthy_listener::tls::acme::AcmeConfig;
+    let directory = settings
+        .acme_directory_url()
+        .ok_or_else(|| "ACME_DIRECTORY: invalid".to_owned())?;
+    let mut config = AcmeConfig::new(
+        directory,
+        settings.acme_domains.clone(),
+        &settings.acme_cache_dir,
+    );
+    if let Some(email) = &settings.acme_email {
+        config = config.contact(email);
+    }
+    if let Some(bundle) = &settings.acme_ca_bundle {
+        if !bundle.is_file() {
+            return Err(format!(
+                "ACME_CA_BUNDLE: {} is not a readable file",
+                bundle.display()
+            ));
+        }
+        config = config.root_ca(bundle);
+    }
+    let tls = config
+        .tls(customize)
+        .map_err(|err| format!("ACME_CACHE_DIR: {err}"))?;
+    let acme = Acme::new(config, tls.clone());
+    Ok((tls, Some(acme)))
+}
+
+#[cfg(all(feature = "tls", not(feature = "acme")))]
+fn acme(
+    _: &Settings,
+    _: impl FnOnce(seaworthy_listener::tls::TlsConfig) -> seaworthy_listener::tls::TlsConfig,
+) -> Result<(Tls, Option<Acme>), String> {
+    Err("ACME_DOMAINS: this build has no ACME support (seaworthy's feature `acme`)".into())
+}
+
+#[cfg(feature = "acme")]
+use seaworthy_listener::tls::acme::Acme;
+
+/// Without ACME support, there is never an `Acme`.
+#[cfg(not(feature = "acme"))]
+#[derive(Clone, Debug)]
+enum Acme {}
+
 #[cfg(not(feature = "tls"))]
-fn tls(settings: &Settings) -> Result<Option<Tls>, String> {
+fn tls(settings: &Settings) -> Result<Option<(Tls, Option<Acme>)>, String> {
     if settings.tls() {
         return Err("TLS_CERT: this build has no TLS support (seaworthy's feature `tls`)".into());
     }

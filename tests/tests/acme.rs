@@ -1,0 +1,108 @@
+//! The flagship with ACME_DOMAINS against a real Pebble on loopback: the
+//! first certificate obtained at start through TLS-ALPN-01 on PORT (not
+//! ready, no `listening on` line, until then), a restart that orders
+//! nothing, and bad ACME settings refused with 78, each named.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use seaworthy_tests::pebble::Pebble;
+use seaworthy_tests::{Child, GENEROUS, Signal, TempDir, free_port, listening_addr};
+
+/// The chain `port` serves for `acme.test` as openssl prints it (each
+/// certificate's subject and issuer).
+fn served_issuer(port: u16) -> String {
+    let output = Command::new("openssl")
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", "acme.test"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text.lines()
+        .filter(|line| line.trim_start().starts_with("i:") || line.starts_with("issuer="))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn orders_placed(dir: &std::path::Path) -> usize {
+    Pebble::log(dir).matches("POST /order-plz").count()
+}
+
+fn start(port: u16, pebble: &Pebble, cache: &std::path::Path) -> Child {
+    let port = port.to_string();
+    let cache = cache.to_str().unwrap();
+    Child::example(
+        "production",
+        &[
+            ("PORT", &port),
+            ("SHUTDOWN_DRAIN_DELAY", "0s"),
+            ("ACME_DOMAINS", "acme.test"),
+            ("ACME_EMAIL", "ops@acme.test"),
+            ("ACME_DIRECTORY", &pebble.directory),
+            ("ACME_CA_BUNDLE", pebble.api_ca.to_str().unwrap()),
+            ("ACME_CACHE_DIR", cache),
+        ],
+    )
+}
+
+#[test]
+fn the_flagship_obtains_its_certificate_at_start_and_a_restart_orders_nothing() {
+    let dir = TempDir::new("flagship-acme");
+    let port = free_port();
+    let pebble = Pebble::start(&dir.0, port, free_port());
+    let cache = dir.0.join("acme");
+
+    let started = Instant::now();
+    let mut child = start(port, &pebble, &cache);
+    let line = child.wait_for_line("listening on https://", GENEROUS);
+    let took = started.elapsed();
+    eprintln!("ready with its first certificate after {took:?}");
+    assert_eq!(listening_addr(&line).port(), port);
+    child.wait_for_line("ACME: certificate obtained", Duration::ZERO);
+    let issuer = served_issuer(port);
+    assert!(issuer.contains("Pebble"), "{issuer}");
+    assert!(!issuer.contains("placeholder"), "{issuer}");
+    assert_eq!(orders_placed(&dir.0), 1);
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+
+    // A restart on the same cache directory: ready at once, no order.
+    let mut again = start(port, &pebble, &cache);
+    again.wait_for_line("listening on https://", GENEROUS);
+    assert!(served_issuer(port).contains("Pebble"));
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(orders_placed(&dir.0), 1, "{}", Pebble::log(&dir.0));
+    assert_eq!(again.count("ACME: certificate obtained"), 0);
+    again.signal(Signal::SIGTERM);
+    let (status, _) = again.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", again.output());
+}
+
+#[test]
+fn bad_acme_settings_stop_the_start_with_78_naming_each() {
+    let mut child = Child::example(
+        "production",
+        &[
+            ("ACME_DOMAINS", "*.wild.test"),
+            ("ACME_DIRECTORY", "ftp://ca.example"),
+            ("TLS_CERT", "/etc/ssl/cert.pem"),
+            ("TLS_KEY", "/etc/ssl/key.pem"),
+        ],
+    );
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(78), "{}", child.output());
+    for expected in [
+        "ACME_DOMAINS: either certificates from files",
+        "ACME_DOMAINS: invalid, expected DNS names",
+        "ACME_DIRECTORY: invalid, expected letsencrypt",
+    ] {
+        child.wait_for_line(expected, Duration::ZERO);
+    }
+    assert_eq!(child.count("listening on"), 0);
+}
