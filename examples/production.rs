@@ -35,6 +35,7 @@
 //! | `ACME_DIRECTORY` | `letsencrypt` | `letsencrypt`, `letsencrypt-staging`, or an `https://` directory URL |
 //! | `ACME_CACHE_DIR` | `acme` | account, certificate and key (0600); replicas sharing it place one order and all serve the result |
 //! | `ACME_CA_BUNDLE` | (none) | the CA of a private ACME server's HTTPS (Pebble, step-ca) |
+//! | `ACME_CHALLENGE` | `tls-alpn-01` | `tls-alpn-01` (answered on `PORT`) or `http-01` (answered on `HTTP_REDIRECT_PORT`) |
 //!
 //! Every variable is read with seaworthy-config: a bad environment stops the
 //! start before anything binds, with exit code 78 and one error naming

@@ -1,7 +1,8 @@
 //! The flagship with ACME_DOMAINS against a real Pebble on loopback: the
 //! first certificate obtained at start through TLS-ALPN-01 on PORT (not
-//! ready, no `listening on` line, until then), a restart that orders
-//! nothing, and bad ACME settings refused with 78, each named.
+//! ready, no `listening on` line, until then) or through HTTP-01 on
+//! HTTP_REDIRECT_PORT, a restart that orders nothing, and bad ACME
+//! settings refused with 78, each named.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -91,6 +92,7 @@ fn bad_acme_settings_stop_the_start_with_78_naming_each() {
         &[
             ("ACME_DOMAINS", "*.wild.test"),
             ("ACME_DIRECTORY", "ftp://ca.example"),
+            ("ACME_CHALLENGE", "dns-01"),
             ("TLS_CERT", "/etc/ssl/cert.pem"),
             ("TLS_KEY", "/etc/ssl/key.pem"),
         ],
@@ -101,8 +103,38 @@ fn bad_acme_settings_stop_the_start_with_78_naming_each() {
         "ACME_DOMAINS: either certificates from files",
         "ACME_DOMAINS: invalid, expected DNS names",
         "ACME_DIRECTORY: invalid, expected letsencrypt",
+        "ACME_CHALLENGE: invalid, expected tls-alpn-01 or http-01",
     ] {
         child.wait_for_line(expected, Duration::ZERO);
     }
     assert_eq!(child.count("listening on"), 0);
+}
+
+#[test]
+fn with_http_01_the_redirect_port_answers_the_validation() {
+    let dir = TempDir::new("flagship-acme-http01");
+    let (port, http_port) = (free_port(), free_port());
+    let pebble = Pebble::start(&dir.0, free_port(), http_port);
+    let (port_text, http_text) = (port.to_string(), http_port.to_string());
+    let cache = dir.0.join("acme");
+    let mut child = Child::example(
+        "production",
+        &[
+            ("PORT", &port_text),
+            ("HTTP_REDIRECT_PORT", &http_text),
+            ("SHUTDOWN_DRAIN_DELAY", "0s"),
+            ("ACME_DOMAINS", "acme.test"),
+            ("ACME_CHALLENGE", "http-01"),
+            ("ACME_DIRECTORY", &pebble.directory),
+            ("ACME_CA_BUNDLE", pebble.api_ca.to_str().unwrap()),
+            ("ACME_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    child.wait_for_line("listening on https://", GENEROUS);
+    let issuer = served_issuer(port);
+    assert!(issuer.contains("Pebble"), "{issuer}");
+    assert!(Pebble::log(&dir.0).contains("set VALID by completed challenge"));
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
 }

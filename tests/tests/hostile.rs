@@ -269,7 +269,11 @@ fn probe_details_follow_the_resolved_client_and_probes_answer_get_and_head_only(
     let remote = get("X-Forwarded-For: 203.0.113.5\r\n");
     assert!(remote.starts_with("HTTP/1.1 200"), "{remote}");
     assert!(!remote.contains("observedValue"), "{remote}");
-    assert!(remote.contains("\"status\":\"pass\""), "{remote}");
+    // Pass, or warn if this machine's disk is nearly full (the disk check).
+    assert!(
+        remote.contains("\"status\":\"pass\"") || remote.contains("\"status\":\"warn\""),
+        "{remote}"
+    );
 
     for method in ["POST", "DELETE", "PUT", "PATCH", "OPTIONS"] {
         let request = format!(

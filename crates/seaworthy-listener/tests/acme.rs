@@ -388,3 +388,58 @@ async fn replicas_sharing_a_directory_place_one_order_and_a_restart_places_none(
     shutdown.trigger(ShutdownReason::requested("test"));
     assert!(shutdown.wait().await.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_01_is_answered_by_the_redirect_listener() {
+    use seaworthy_listener::tls::HttpsRedirect;
+    use seaworthy_listener::tls::acme::Challenge;
+
+    let dir =
+        Dir(std::env::temp_dir().join(format!("seaworthy-acme-http01-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::create_dir_all(&dir.0).unwrap();
+    // The plain-HTTP listener the CA validates against: everything
+    // redirected to HTTPS but the challenges.
+    let redirect = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let http_port = redirect.local_addr().unwrap().as_tcp().unwrap().port();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pebble = Pebble::start(&dir.0, tls_port, http_port);
+    let config = AcmeConfig::new(&pebble.directory, ["acme.test"], dir.0.join("acme"))
+        .root_ca(&pebble.api_ca)
+        .challenge(Challenge::Http01);
+    let shutdown = Shutdown::builder()
+        .signals([])
+        .drain_delay(Duration::ZERO)
+        .build()
+        .unwrap();
+    shutdown.spawn(
+        "http",
+        Server::new().serve(
+            redirect,
+            HttpsRedirect::new().acme_challenges(config.http01_answers()),
+            shutdown.token(),
+        ),
+    );
+    let tls = config.tls(|tls| tls).unwrap();
+    acme::order(&config, &tls)
+        .await
+        .unwrap_or_else(|err| panic!("{err}\npebble:\n{}", Pebble::log(&dir.0)));
+    let log = Pebble::log(&dir.0);
+    assert!(log.contains("set VALID by completed challenge"), "{log}");
+    let issued = TlsConfig::new(config.certificate_path(), config.key_path())
+        .require_names(["acme.test"])
+        .build()
+        .expect("the issued pair passes the gate");
+    assert!(issued.status().certificates[0].issuer.contains("Pebble"));
+    // The published token is gone once the order is done.
+    let tokens = std::fs::read_dir(dir.0.join("acme/http-01"))
+        .unwrap()
+        .count();
+    assert_eq!(tokens, 0);
+    shutdown.trigger(ShutdownReason::requested("test"));
+    assert!(shutdown.wait().await.is_clean());
+}

@@ -59,6 +59,7 @@ use seaworthy_layers::{Quota, TrustedProxies};
 /// | `ACME_DIRECTORY` | `letsencrypt` | `letsencrypt`, `letsencrypt-staging` or the directory's `https://` URL |
 /// | `ACME_CACHE_DIR` | `acme` | account, certificate and key (0600); share it between replicas (one orders, all serve) |
 /// | `ACME_CA_BUNDLE` | (none) | the CA that signs a private ACME server's HTTPS (Pebble, step-ca) |
+/// | `ACME_CHALLENGE` | `tls-alpn-01` | `tls-alpn-01` (answered on `PORT`, no port 80) or `http-01` (answered on `HTTP_REDIRECT_PORT`) |
 #[derive(serde::Deserialize, serde::Serialize, Debug, Clone)]
 #[serde(default)]
 #[non_exhaustive]
@@ -129,6 +130,8 @@ pub struct Settings {
     pub acme_cache_dir: PathBuf,
     /// `ACME_CA_BUNDLE`.
     pub acme_ca_bundle: Option<PathBuf>,
+    /// `ACME_CHALLENGE`: `tls-alpn-01` or `http-01`.
+    pub acme_challenge: String,
 }
 
 impl Default for Settings {
@@ -163,6 +166,7 @@ impl Default for Settings {
             acme_directory: "letsencrypt".to_owned(),
             acme_cache_dir: PathBuf::from("acme"),
             acme_ca_bundle: None,
+            acme_challenge: "tls-alpn-01".to_owned(),
         }
     }
 }
@@ -252,6 +256,17 @@ impl Settings {
                         .to_owned(),
                 );
                 break;
+            }
+        }
+        match self.acme_challenge.trim() {
+            "tls-alpn-01" => {}
+            "http-01" if acme && self.http_redirect_port.is_none() => problems.push(
+                "ACME_CHALLENGE: http-01 is answered on HTTP_REDIRECT_PORT, which is not set"
+                    .to_owned(),
+            ),
+            "http-01" => {}
+            _ => {
+                problems.push("ACME_CHALLENGE: invalid, expected tls-alpn-01 or http-01".to_owned())
             }
         }
         if acme && self.acme_directory_url().is_none() {

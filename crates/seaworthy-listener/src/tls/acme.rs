@@ -27,6 +27,21 @@ pub struct AcmeConfig {
     contact: Vec<String>,
     root_ca: Option<PathBuf>,
     cache_dir: PathBuf,
+    challenge: Challenge,
+}
+
+/// How the CA checks that the domains are ours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Challenge {
+    /// TLS-ALPN-01 (RFC 8737), answered by the TLS listener itself on port
+    /// 443: no port 80 needed (the default).
+    #[default]
+    TlsAlpn01,
+    /// HTTP-01: `http://DOMAIN/.well-known/acme-challenge/TOKEN` on port
+    /// 80, answered by the redirect listener with
+    /// [`AcmeConfig::http01_answers`].
+    Http01,
 }
 
 impl AcmeConfig {
@@ -44,6 +59,32 @@ impl AcmeConfig {
             contact: Vec::new(),
             root_ca: None,
             cache_dir: cache_dir.into(),
+            challenge: Challenge::default(),
+        }
+    }
+
+    /// The challenge the CA is asked for (default TLS-ALPN-01).
+    pub fn challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = challenge;
+        self
+    }
+
+    /// Answers for the redirect listener's HTTP-01 seam
+    /// ([`HttpsRedirect::acme_challenges`](super::HttpsRedirect::acme_challenges)):
+    /// the key authorization published for a token in the cache directory,
+    /// by whichever replica is ordering.
+    pub fn http01_answers(&self) -> impl Fn(&str) -> Option<String> + Send + Sync + 'static {
+        let dir = http01_dir(self);
+        move |token: &str| {
+            // The redirect hands over base64url tokens only: no path tricks.
+            if token.is_empty()
+                || !token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return None;
+            }
+            std::fs::read_to_string(dir.join(token)).ok()
         }
     }
 
@@ -114,11 +155,29 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
         .await
         .map_err(|err| error("new order", err))?;
     let mut answered = Vec::new();
+    let mut tokens: Vec<PathBuf> = Vec::new();
     let result = async {
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
             let mut authorization = authorization.map_err(|err| error("authorization", err))?;
             if authorization.status == AuthorizationStatus::Valid {
+                continue;
+            }
+            if config.challenge == Challenge::Http01 {
+                let mut challenge = authorization
+                    .challenge(ChallengeType::Http01)
+                    .ok_or_else(|| AcmeError("the CA offers no HTTP-01 challenge".into()))?;
+                // Published where every replica's redirect listener reads it.
+                let dir = http01_dir(config);
+                std::fs::create_dir_all(&dir)
+                    .map_err(|err| error(&format!("{}", dir.display()), err))?;
+                let path = dir.join(&challenge.token);
+                write_private(&path, challenge.key_authorization().as_str().as_bytes())?;
+                tokens.push(path);
+                challenge
+                    .set_ready()
+                    .await
+                    .map_err(|err| error("challenge", err))?;
                 continue;
             }
             let mut challenge = authorization
@@ -170,6 +229,9 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
         tls.remove_challenge(domain);
         let _ = std::fs::remove_file(challenge_path(config, domain));
     }
+    for token in &tokens {
+        let _ = std::fs::remove_file(token);
+    }
     let (chain, key) = result?;
     // The key first: a watcher that sees the new chain finds its key.
     write_private(&config.key_path(), key.as_bytes())?;
@@ -181,6 +243,11 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
 /// The shared directory of challenges being validated.
 fn challenges_dir(config: &AcmeConfig) -> PathBuf {
     config.cache_dir.join("challenges")
+}
+
+/// The shared directory of HTTP-01 key authorizations, by token.
+fn http01_dir(config: &AcmeConfig) -> PathBuf {
+    config.cache_dir.join("http-01")
 }
 
 fn challenge_path(config: &AcmeConfig, domain: &str) -> PathBuf {
@@ -441,6 +508,11 @@ impl Acme {
                 status: std::sync::Mutex::default(),
             }),
         }
+    }
+
+    /// What it orders.
+    pub fn config(&self) -> &AcmeConfig {
+        &self.inner.config
     }
 
     /// The certificates it renews.

@@ -368,7 +368,13 @@ impl App {
             .unwrap_or_else(crate::authorize::loopback);
         let probes = HealthService::new(health.clone()).authorizer(details);
         self.serve_all(
-            &shutdown, listeners, &listening, probes, router, store, &tls,
+            &shutdown,
+            listeners,
+            &listening,
+            probes,
+            router,
+            store,
+            (&tls, acme.as_ref()),
         );
         #[cfg(feature = "acme")]
         if let Some(acme) = acme {
@@ -586,7 +592,7 @@ impl App {
         probes: HealthService,
         router: Router,
         store: Option<RedisStore>,
-        tls: &Option<Tls>,
+        (tls, acme): (&Option<Tls>, Option<&Acme>),
     ) {
         let settings = &self.settings;
         if let Some(listener) = listeners.health {
@@ -623,7 +629,12 @@ impl App {
             if settings.max_connections_per_ip > 0 {
                 redirect = redirect.max_connections_per_ip(settings.max_connections_per_ip);
             }
-            let service = seaworthy_listener::tls::HttpsRedirect::new().https_port(https_port);
+            let mut service = seaworthy_listener::tls::HttpsRedirect::new().https_port(https_port);
+            // ACME's HTTP-01 validations are answered here, not redirected.
+            #[cfg(feature = "acme")]
+            if let Some(acme) = acme {
+                service = service.acme_challenges(acme.config().http01_answers());
+            }
             spawn_serving(
                 shutdown,
                 "http-redirect",
@@ -632,7 +643,7 @@ impl App {
             tracing::info!(%addr, https_port, "redirecting plain HTTP to HTTPS");
         }
         #[cfg(not(feature = "tls"))]
-        let _ = (listeners.redirect, listening);
+        let _ = (listeners.redirect, listening, acme);
         let mut server = Server::new()
             .header_read_timeout(settings.header_read_timeout)
             .write_timeout(settings.write_timeout)
@@ -782,6 +793,9 @@ fn acme(
         settings.acme_domains.clone(),
         &settings.acme_cache_dir,
     );
+    if settings.acme_challenge.trim() == "http-01" {
+        config = config.challenge(seaworthy_listener::tls::acme::Challenge::Http01);
+    }
     if let Some(email) = &settings.acme_email {
         config = config.contact(email);
     }
