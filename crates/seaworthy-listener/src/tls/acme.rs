@@ -154,17 +154,58 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
         .new_order(&NewOrder::new(&identifiers))
         .await
         .map_err(|err| error("new order", err))?;
-    let mut answered = Vec::new();
-    let mut tokens: Vec<PathBuf> = Vec::new();
-    let result = async {
-        let mut authorizations = order.authorizations();
-        while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization.map_err(|err| error("authorization", err))?;
-            if authorization.status == AuthorizationStatus::Valid {
-                continue;
-            }
-            if config.challenge == Challenge::Http01 {
-                let mut challenge = authorization
+    let mut published = Published::default();
+    let result = match answer(&mut order, config, tls, &mut published).await {
+        Ok(()) => finish(&mut order).await,
+        Err(err) => Err(err),
+    };
+    published.withdraw(config, tls);
+    let (chain, key) = result?;
+    // The key first: a watcher that sees the new chain finds its key.
+    write_private(&config.key_path(), key.as_bytes())?;
+    write_private(&config.certificate_path(), chain.as_bytes())?;
+    tracing::info!(domains = ?config.domains, "ACME: certificate obtained");
+    Ok(())
+}
+
+/// What an order published for its validations, withdrawn when it ends.
+#[derive(Default)]
+struct Published {
+    /// TLS-ALPN-01: domains with a challenge certificate.
+    domains: Vec<String>,
+    /// HTTP-01: the key-authorization files.
+    tokens: Vec<PathBuf>,
+}
+
+impl Published {
+    fn withdraw(&self, config: &AcmeConfig, tls: &Tls) {
+        for domain in &self.domains {
+            tls.remove_challenge(domain);
+            let _ = std::fs::remove_file(challenge_path(config, domain));
+        }
+        for token in &self.tokens {
+            let _ = std::fs::remove_file(token);
+        }
+    }
+}
+
+/// Answers each pending authorization with the configured challenge and
+/// tells the CA to validate.
+async fn answer(
+    order: &mut instant_acme::Order,
+    config: &AcmeConfig,
+    tls: &Tls,
+    published: &mut Published,
+) -> Result<(), AcmeError> {
+    let mut authorizations = order.authorizations();
+    while let Some(authorization) = authorizations.next().await {
+        let mut authorization = authorization.map_err(|err| error("authorization", err))?;
+        if authorization.status == AuthorizationStatus::Valid {
+            continue;
+        }
+        let mut challenge = match config.challenge {
+            Challenge::Http01 => {
+                let challenge = authorization
                     .challenge(ChallengeType::Http01)
                     .ok_or_else(|| AcmeError("the CA offers no HTTP-01 challenge".into()))?;
                 // Published where every replica's redirect listener reads it.
@@ -173,71 +214,63 @@ pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
                     .map_err(|err| error(&format!("{}", dir.display()), err))?;
                 let path = dir.join(&challenge.token);
                 write_private(&path, challenge.key_authorization().as_str().as_bytes())?;
-                tokens.push(path);
+                published.tokens.push(path);
                 challenge
-                    .set_ready()
-                    .await
-                    .map_err(|err| error("challenge", err))?;
-                continue;
             }
-            let mut challenge = authorization
-                .challenge(ChallengeType::TlsAlpn01)
-                .ok_or_else(|| AcmeError("the CA offers no TLS-ALPN-01 challenge".into()))?;
-            let domain = challenge.identifier().to_string();
-            let digest: [u8; 32] = challenge
-                .key_authorization()
-                .digest()
-                .as_ref()
-                .try_into()
-                .map_err(|_| AcmeError("a key authorization digest of another size".into()))?;
-            tls.set_challenge(&domain, &digest)
-                .map_err(|err| error("challenge certificate", err))?;
-            // For the other replicas behind the same address: the CA may
-            // reach any of them.
-            publish_challenge(config, &domain, &digest)?;
-            answered.push(domain);
-            // The replicas look every FOLLOW_ORDER while an order runs:
-            // give them time to install it before the CA connects.
-            tokio::time::sleep(FOLLOW_ORDER * 2).await;
-            challenge
-                .set_ready()
-                .await
-                .map_err(|err| error("challenge", err))?;
-        }
-        let status = order
-            .poll_ready(&RetryPolicy::default())
+            Challenge::TlsAlpn01 => {
+                let challenge = authorization
+                    .challenge(ChallengeType::TlsAlpn01)
+                    .ok_or_else(|| AcmeError("the CA offers no TLS-ALPN-01 challenge".into()))?;
+                let domain = challenge.identifier().to_string();
+                let digest: [u8; 32] = challenge
+                    .key_authorization()
+                    .digest()
+                    .as_ref()
+                    .try_into()
+                    .map_err(|_| {
+                    AcmeError("a key authorization digest of another size".into())
+                })?;
+                tls.set_challenge(&domain, &digest)
+                    .map_err(|err| error("challenge certificate", err))?;
+                // For the other replicas behind the same address: the CA
+                // may reach any of them. They look every FOLLOW_ORDER while
+                // an order runs: give them time to install it.
+                publish_challenge(config, &domain, &digest)?;
+                published.domains.push(domain);
+                tokio::time::sleep(FOLLOW_ORDER * 2).await;
+                challenge
+            }
+        };
+        challenge
+            .set_ready()
             .await
-            .map_err(|err| error("validation", err))?;
-        if status != OrderStatus::Ready {
-            return Err(AcmeError(format!(
-                "the order is {status:?}, not ready: {:?}",
-                order.state().error
-            )));
-        }
-        let key = order
-            .finalize()
-            .await
-            .map_err(|err| error("finalize", err))?;
-        let chain = order
-            .poll_certificate(&RetryPolicy::default())
-            .await
-            .map_err(|err| error("certificate", err))?;
-        Ok((chain, key))
+            .map_err(|err| error("challenge", err))?;
     }
-    .await;
-    for domain in &answered {
-        tls.remove_challenge(domain);
-        let _ = std::fs::remove_file(challenge_path(config, domain));
-    }
-    for token in &tokens {
-        let _ = std::fs::remove_file(token);
-    }
-    let (chain, key) = result?;
-    // The key first: a watcher that sees the new chain finds its key.
-    write_private(&config.key_path(), key.as_bytes())?;
-    write_private(&config.certificate_path(), chain.as_bytes())?;
-    tracing::info!(domains = ?config.domains, "ACME: certificate obtained");
     Ok(())
+}
+
+/// Waits for the validations, then makes the key and CSR and fetches the
+/// chain: `(chain, key)` as PEM.
+async fn finish(order: &mut instant_acme::Order) -> Result<(String, String), AcmeError> {
+    let status = order
+        .poll_ready(&RetryPolicy::default())
+        .await
+        .map_err(|err| error("validation", err))?;
+    if status != OrderStatus::Ready {
+        return Err(AcmeError(format!(
+            "the order is {status:?}, not ready: {:?}",
+            order.state().error
+        )));
+    }
+    let key = order
+        .finalize()
+        .await
+        .map_err(|err| error("finalize", err))?;
+    let chain = order
+        .poll_certificate(&RetryPolicy::default())
+        .await
+        .map_err(|err| error("certificate", err))?;
+    Ok((chain, key))
 }
 
 /// The shared directory of challenges being validated.
@@ -498,6 +531,29 @@ struct AcmeInner {
 /// The most orders an hour, failures included.
 const ORDERS_PER_HOUR: usize = 6;
 
+/// At most [`ORDERS_PER_HOUR`] in any hour: a CA's rate limits are counted
+/// in orders, and a loop of failures must not use them up.
+#[derive(Debug, Default)]
+struct RateCap(std::collections::VecDeque<std::time::Instant>);
+
+impl RateCap {
+    /// Whether one more order may be placed now (and counts it if so).
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let hour_ago = now
+            .checked_sub(std::time::Duration::from_secs(3600))
+            .unwrap_or(now);
+        while self.0.front().is_some_and(|at| *at < hour_ago) {
+            self.0.pop_front();
+        }
+        if self.0.len() >= ORDERS_PER_HOUR {
+            return false;
+        }
+        self.0.push_back(now);
+        true
+    }
+}
+
 impl Acme {
     /// Renewing `tls` (made by [`AcmeConfig::tls`]) with `config`.
     pub fn new(config: AcmeConfig, tls: Tls) -> Acme {
@@ -558,7 +614,7 @@ impl Acme {
 
     /// Orders and renews until the shutdown reaches `Closing`.
     pub async fn run(self, token: seaworthy_shutdown::ShutdownToken) {
-        let mut attempts: std::collections::VecDeque<std::time::Instant> = Default::default();
+        let mut attempts = RateCap::default();
         let mut closing = std::pin::pin!(token.reached(seaworthy_shutdown::Phase::Closing));
         let mut followed = Vec::new();
         loop {
@@ -566,29 +622,10 @@ impl Acme {
             // files reload nothing), its challenges.
             let _ = self.inner.tls.reload();
             follow_challenges(&self.inner.config, &self.inner.tls, &mut followed);
-            let due = {
-                let status = self.lock();
-                match (status.failures, status.next_order) {
-                    (0, _) | (_, None) => self.due(),
-                    (_, Some(retry)) => retry,
-                }
-            };
-            self.lock().next_order = Some(due);
-            // Look again at least every second while waiting: another
-            // replica may be ordering (its challenges must be answered here
-            // too) or may have renewed already.
-            let ordering = self.inner.config.cache_dir.join("order.lock").exists();
-            let wait = due
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default()
-                .min(if ordering {
-                    FOLLOW_ORDER
-                } else {
-                    std::time::Duration::from_secs(1)
-                });
+            let due = self.next_due();
             tokio::select! {
                 () = &mut closing => return,
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep(self.pause(due)) => {}
             }
             if std::time::SystemTime::now() < due {
                 continue;
@@ -603,22 +640,13 @@ impl Acme {
             if std::time::SystemTime::now() < self.due() && self.lock().failures == 0 {
                 continue;
             }
-            // At most ORDERS_PER_HOUR in any hour: a CA's rate limits are
-            // counted in orders, and a loop of failures must not use them up.
-            let hour_ago = std::time::Instant::now()
-                .checked_sub(std::time::Duration::from_secs(3600))
-                .unwrap_or_else(std::time::Instant::now);
-            while attempts.front().is_some_and(|at| *at < hour_ago) {
-                attempts.pop_front();
-            }
-            if attempts.len() >= ORDERS_PER_HOUR {
-                let retry = std::time::SystemTime::now() + std::time::Duration::from_secs(600);
+            if !attempts.allow() {
                 let mut status = self.lock();
                 status.failures = status.failures.max(1);
-                status.next_order = Some(retry);
+                status.next_order =
+                    Some(std::time::SystemTime::now() + std::time::Duration::from_secs(600));
                 continue;
             }
-            attempts.push_back(std::time::Instant::now());
             let result = match order(&self.inner.config, &self.inner.tls).await {
                 Ok(()) => self
                     .inner
@@ -628,24 +656,58 @@ impl Acme {
                     .map_err(|err| AcmeError(format!("the new pair was refused: {err}"))),
                 Err(err) => Err(err),
             };
-            let mut status = self.lock();
-            match result {
-                Ok(()) => {
-                    status.failures = 0;
-                    status.last_error = None;
-                    status.certificates += 1;
-                    status.next_order = None;
-                }
-                Err(err) => {
-                    status.failures += 1;
-                    // 10 s, 20 s, 40 s, … up to an hour.
-                    let delay = std::time::Duration::from_secs(10)
-                        .saturating_mul(1 << status.failures.min(9).saturating_sub(1))
-                        .min(std::time::Duration::from_secs(3600));
-                    tracing::warn!(error = %err, failures = status.failures, retry_in = ?delay, "ACME: order failed; the certificate in force keeps serving");
-                    status.last_error = Some(err.to_string());
-                    status.next_order = Some(std::time::SystemTime::now() + delay);
-                }
+            self.record(result);
+        }
+    }
+
+    /// When to order next: the pair's due time, or after failures the
+    /// retry time; recorded in the status.
+    fn next_due(&self) -> std::time::SystemTime {
+        let due = {
+            let status = self.lock();
+            match (status.failures, status.next_order) {
+                (0, _) | (_, None) => self.due(),
+                (_, Some(retry)) => retry,
+            }
+        };
+        self.lock().next_order = Some(due);
+        due
+    }
+
+    /// How long to sleep before looking again: until `due`, but at most a
+    /// second (another replica may have renewed), and FOLLOW_ORDER while
+    /// another replica orders (its challenges must be answered here too).
+    fn pause(&self, due: std::time::SystemTime) -> std::time::Duration {
+        let ordering = self.inner.config.cache_dir.join("order.lock").exists();
+        let most = if ordering {
+            FOLLOW_ORDER
+        } else {
+            std::time::Duration::from_secs(1)
+        };
+        due.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+            .min(most)
+    }
+
+    /// Records how an order went: on failure, the next try after 10 s,
+    /// 20 s, 40 s, … up to an hour.
+    fn record(&self, result: Result<(), AcmeError>) {
+        let mut status = self.lock();
+        match result {
+            Ok(()) => {
+                status.failures = 0;
+                status.last_error = None;
+                status.certificates += 1;
+                status.next_order = None;
+            }
+            Err(err) => {
+                status.failures += 1;
+                let delay = std::time::Duration::from_secs(10)
+                    .saturating_mul(1 << status.failures.min(9).saturating_sub(1))
+                    .min(std::time::Duration::from_secs(3600));
+                tracing::warn!(error = %err, failures = status.failures, retry_in = ?delay, "ACME: order failed; the certificate in force keeps serving");
+                status.last_error = Some(err.to_string());
+                status.next_order = Some(std::time::SystemTime::now() + delay);
             }
         }
     }
@@ -657,4 +719,19 @@ fn crate_random() -> f64 {
     use std::hash::BuildHasher;
     let hash = std::collections::hash_map::RandomState::new().hash_one(std::process::id());
     (hash >> 11) as f64 / (1_u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_most_six_orders_an_hour() {
+        let mut cap = RateCap::default();
+        for _ in 0..ORDERS_PER_HOUR {
+            assert!(cap.allow());
+        }
+        assert!(!cap.allow());
+        assert_eq!(cap.0.len(), ORDERS_PER_HOUR);
+    }
 }

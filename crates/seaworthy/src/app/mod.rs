@@ -594,56 +594,16 @@ impl App {
         store: Option<RedisStore>,
         (tls, acme): (&Option<Tls>, Option<&Acme>),
     ) {
-        let settings = &self.settings;
         if let Some(listener) = listeners.health {
-            // The probes on a port of their own, with a pool of their own:
-            // no flood of the main port can starve them.
-            let addr = listener
-                .local_addr()
-                .map(|addr| addr.to_string())
-                .unwrap_or_default();
-            let server = Server::new()
-                .max_connections(HEALTH_CONNECTIONS)
-                .max_connections_per_ip(HEALTH_CONNECTIONS / 2)
-                .header_read_timeout(Duration::from_secs(2))
-                .keep_alive_timeout(Duration::from_secs(30));
-            let service =
-                stack::probes_only(probes.clone(), settings, self.security_headers.clone());
-            spawn_serving(
-                shutdown,
-                "health-http",
-                server.serve(listener, service, shutdown.token()),
-            );
-            tracing::info!(%addr, "health probes on their own port");
+            self.serve_probes(shutdown, listener, probes.clone());
         }
-        #[cfg(feature = "tls")]
-        if let Some(listener) = listeners.redirect {
-            let addr = listener
-                .local_addr()
-                .map(|addr| addr.to_string())
-                .unwrap_or_default();
-            let https_port = listening.as_tcp().map_or(443, |addr| addr.port());
-            let mut redirect = Server::new()
-                .header_read_timeout(settings.header_read_timeout)
-                .max_connections(settings.max_connections);
-            if settings.max_connections_per_ip > 0 {
-                redirect = redirect.max_connections_per_ip(settings.max_connections_per_ip);
+        match listeners.redirect {
+            Some(listener) => self.serve_redirect(shutdown, listener, listening, acme),
+            None => {
+                let _ = acme;
             }
-            let mut service = seaworthy_listener::tls::HttpsRedirect::new().https_port(https_port);
-            // ACME's HTTP-01 validations are answered here, not redirected.
-            #[cfg(feature = "acme")]
-            if let Some(acme) = acme {
-                service = service.acme_challenges(acme.config().http01_answers());
-            }
-            spawn_serving(
-                shutdown,
-                "http-redirect",
-                redirect.serve(listener, service, shutdown.token()),
-            );
-            tracing::info!(%addr, https_port, "redirecting plain HTTP to HTTPS");
         }
-        #[cfg(not(feature = "tls"))]
-        let _ = (listeners.redirect, listening, acme);
+        let settings = &self.settings;
         let mut server = Server::new()
             .header_read_timeout(settings.header_read_timeout)
             .write_timeout(settings.write_timeout)
@@ -669,6 +629,76 @@ impl App {
             "http",
             server.serve(listeners.http, service, shutdown.token()),
         );
+    }
+
+    /// The probes on a port of their own, with a pool of their own: no
+    /// flood of the main port can starve them.
+    fn serve_probes(&self, shutdown: &Shutdown, listener: Listener, probes: HealthService) {
+        let addr = listener
+            .local_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let server = Server::new()
+            .max_connections(HEALTH_CONNECTIONS)
+            .max_connections_per_ip(HEALTH_CONNECTIONS / 2)
+            .header_read_timeout(Duration::from_secs(2))
+            .keep_alive_timeout(Duration::from_secs(30));
+        let service = stack::probes_only(probes, &self.settings, self.security_headers.clone());
+        spawn_serving(
+            shutdown,
+            "health-http",
+            server.serve(listener, service, shutdown.token()),
+        );
+        tracing::info!(%addr, "health probes on their own port");
+    }
+
+    /// Plain HTTP answered with a redirect to HTTPS, but ACME's HTTP-01
+    /// validations.
+    #[cfg(feature = "tls")]
+    fn serve_redirect(
+        &self,
+        shutdown: &Shutdown,
+        listener: Listener,
+        listening: &seaworthy_listener::Addr,
+        acme: Option<&Acme>,
+    ) {
+        let settings = &self.settings;
+        let addr = listener
+            .local_addr()
+            .map(|addr| addr.to_string())
+            .unwrap_or_default();
+        let https_port = listening.as_tcp().map_or(443, |addr| addr.port());
+        let mut redirect = Server::new()
+            .header_read_timeout(settings.header_read_timeout)
+            .max_connections(settings.max_connections);
+        if settings.max_connections_per_ip > 0 {
+            redirect = redirect.max_connections_per_ip(settings.max_connections_per_ip);
+        }
+        #[allow(unused_mut)]
+        let mut service = seaworthy_listener::tls::HttpsRedirect::new().https_port(https_port);
+        #[cfg(feature = "acme")]
+        if let Some(acme) = acme {
+            service = service.acme_challenges(acme.config().http01_answers());
+        }
+        #[cfg(not(feature = "acme"))]
+        let _ = acme;
+        spawn_serving(
+            shutdown,
+            "http-redirect",
+            redirect.serve(listener, service, shutdown.token()),
+        );
+        tracing::info!(%addr, https_port, "redirecting plain HTTP to HTTPS");
+    }
+
+    /// Without TLS there is no redirect listener (the settings refuse one).
+    #[cfg(not(feature = "tls"))]
+    fn serve_redirect(
+        &self,
+        _: &Shutdown,
+        _: Listener,
+        _: &seaworthy_listener::Addr,
+        _: Option<&Acme>,
+    ) {
     }
 
     fn stack_options(&self) -> stack::Options {
