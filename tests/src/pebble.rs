@@ -25,7 +25,8 @@ pub struct Pebble {
     pub management: String,
 }
 
-fn free_port() -> u16 {
+/// A loopback port free a moment ago.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("a loopback port can be bound")
         .local_addr()

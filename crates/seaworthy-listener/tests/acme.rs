@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 use certs::{Ca, Validity};
 use pebble::Pebble;
@@ -30,6 +30,29 @@ use seaworthy_shutdown::{Shutdown, ShutdownReason};
 
 struct Dir(PathBuf);
 
+impl Dir {
+    /// `seaworthy-NAME-PID` in the temporary directory, empty.
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("seaworthy-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+}
+
+fn free_port() -> u16 {
+    pebble::free_port()
+}
+
+/// A shutdown of the test's own: no signals, no drain delay.
+fn shutdown() -> Shutdown {
+    Shutdown::builder()
+        .signals([])
+        .drain_delay(Duration::ZERO)
+        .build()
+        .unwrap()
+}
+
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -38,9 +61,7 @@ impl Drop for Dir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_is_obtained_through_tls_alpn_01_on_the_listener_and_passes_the_gate() {
-    let dir = Dir(std::env::temp_dir().join(format!("seaworthy-acme-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("acme");
 
     // The listener the CA validates against, serving a temporary
     // self-signed pair meanwhile.
@@ -53,11 +74,7 @@ async fn a_certificate_is_obtained_through_tls_alpn_01_on_the_listener_and_passe
         "placeholder",
     );
     let tls = TlsConfig::new(cert, key).build().unwrap();
-    let shutdown = Shutdown::builder()
-        .signals([])
-        .drain_delay(Duration::ZERO)
-        .build()
-        .unwrap();
+    let shutdown = shutdown();
     let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
     shutdown.spawn(
         "https",
@@ -66,11 +83,7 @@ async fn a_certificate_is_obtained_through_tls_alpn_01_on_the_listener_and_passe
             .serve(listener, router, shutdown.token()),
     );
 
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let http_port = free_port();
     let pebble = Pebble::start(&dir.0, tls_port, http_port);
     let cache = dir.0.join("acme");
     let config = AcmeConfig::new(&pebble.directory, ["acme.test"], &cache)
@@ -111,56 +124,6 @@ async fn a_certificate_is_obtained_through_tls_alpn_01_on_the_listener_and_passe
     assert!(shutdown.wait().await.is_clean());
 }
 
-/// A client that takes any certificate (Pebble's roots are made at its
-/// start), for reading what the listener serves.
-fn any_cert_client() -> Arc<rustls::ClientConfig> {
-    #[derive(Debug)]
-    struct AnyCert;
-    impl rustls::client::danger::ServerCertVerifier for AnyCert {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: rustls::pki_types::UnixTime,
-        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-            Ok(rustls::client::danger::ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-            Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::aws_lc_rs::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCert))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
-
 /// A handshake and `GET /` to `acme.test`: the served leaf's DER and
 /// issuer, or why it failed.
 async fn fetch(
@@ -196,17 +159,10 @@ async fn fetch(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_certificate_replaces_the_placeholder_and_renewals_need_no_restart() {
-    let dir =
-        Dir(std::env::temp_dir().join(format!("seaworthy-acme-renew-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("acme-renew");
     let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = listener.local_addr().unwrap().as_tcp().unwrap();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let http_port = free_port();
     // Certificates of 12 s: renewed at about 8 s.
     let pebble = Pebble::start_with_validity(
         &dir.0,
@@ -217,11 +173,7 @@ async fn the_first_certificate_replaces_the_placeholder_and_renewals_need_no_res
     let config = AcmeConfig::new(&pebble.directory, ["acme.test"], dir.0.join("acme"))
         .root_ca(&pebble.api_ca);
     let tls = config.tls(|tls| tls).unwrap();
-    let shutdown = Shutdown::builder()
-        .signals([])
-        .drain_delay(Duration::ZERO)
-        .build()
-        .unwrap();
+    let shutdown = shutdown();
     let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
     shutdown.spawn(
         "https",
@@ -229,7 +181,7 @@ async fn the_first_certificate_replaces_the_placeholder_and_renewals_need_no_res
             .tls(tls.clone())
             .serve(listener, router, shutdown.token()),
     );
-    let client = any_cert_client();
+    let client = certs::any_cert_client(&[b"http/1.1"]);
     let (_, issuer) = fetch(addr, &client).await.unwrap();
     assert!(issuer.contains("seaworthy ACME placeholder"), "{issuer}");
 
@@ -325,28 +277,13 @@ fn orders_placed(dir: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_a_directory_place_one_order_and_a_restart_places_none() {
-    let dir =
-        Dir(std::env::temp_dir().join(format!("seaworthy-acme-replicas-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dir = Dir::new("acme-replicas");
+    let port = free_port();
+    let http_port = free_port();
     let pebble = Pebble::start(&dir.0, port, http_port);
     let config = AcmeConfig::new(&pebble.directory, ["acme.test"], dir.0.join("shared"))
         .root_ca(&pebble.api_ca);
-    let shutdown = Shutdown::builder()
-        .signals([])
-        .drain_delay(Duration::ZERO)
-        .build()
-        .unwrap();
+    let shutdown = shutdown();
     // Two replicas behind one address: the CA's validation reaches either.
     let (first, _) = replica(port, &config, &shutdown);
     let (second, _) = replica(port, &config, &shutdown);
@@ -370,7 +307,7 @@ async fn replicas_sharing_a_directory_place_one_order_and_a_restart_places_none(
     );
     assert_eq!(orders_placed(&dir.0), 1, "{}", Pebble::log(&dir.0));
     // And both answer with it.
-    let client = any_cert_client();
+    let client = certs::any_cert_client(&[b"http/1.1"]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     for _ in 0..10 {
         let (_, issuer) = fetch(addr, &client).await.unwrap();
@@ -394,28 +331,17 @@ async fn http_01_is_answered_by_the_redirect_listener() {
     use seaworthy_listener::tls::HttpsRedirect;
     use seaworthy_listener::tls::acme::Challenge;
 
-    let dir =
-        Dir(std::env::temp_dir().join(format!("seaworthy-acme-http01-{}", std::process::id())));
-    let _ = std::fs::remove_dir_all(&dir.0);
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("acme-http01");
     // The plain-HTTP listener the CA validates against: everything
     // redirected to HTTPS but the challenges.
     let redirect = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let http_port = redirect.local_addr().unwrap().as_tcp().unwrap().port();
-    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let tls_port = free_port();
     let pebble = Pebble::start(&dir.0, tls_port, http_port);
     let config = AcmeConfig::new(&pebble.directory, ["acme.test"], dir.0.join("acme"))
         .root_ca(&pebble.api_ca)
         .challenge(Challenge::Http01);
-    let shutdown = Shutdown::builder()
-        .signals([])
-        .drain_delay(Duration::ZERO)
-        .build()
-        .unwrap();
+    let shutdown = shutdown();
     shutdown.spawn(
         "http",
         Server::new().serve(
