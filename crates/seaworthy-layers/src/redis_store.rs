@@ -441,6 +441,146 @@ impl RedisStore {
     }
 }
 
+/// How long a lease operation may wait for Redis: leases guard rare, slow
+/// work (an ACME order), not a request, so the 5 ms request timeout would
+/// be too tight across zones.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Deletes a lease's key only while it still holds this holder's token: a
+/// lease that expired and was taken by another is not released by mistake.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// A lease taken with [`RedisStore::try_lease`]: one holder at a time
+/// among every process sharing the Redis, until it is
+/// [released](RedisStore::release) or its time-to-live ends (a holder that
+/// died does not keep it).
+#[derive(Debug)]
+pub struct Lease {
+    key: String,
+    token: String,
+}
+
+impl RedisStore {
+    /// Takes the lease `name` for at most `ttl` if nobody holds it
+    /// (`SET {namespace}:lease:{name} TOKEN NX PX ttl`): `Some` when this
+    /// process holds it now, `None` when another does. For rare work only
+    /// one replica should do (seaworthy's ACME orders use it); each call
+    /// waits at most 2 s for Redis. The circuit and fallback of the rate
+    /// limit are not involved.
+    ///
+    /// # Errors
+    ///
+    /// Not connected, an error reply, or no answer in time: whether the
+    /// lease is free is then unknown.
+    pub async fn try_lease(
+        &self,
+        name: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, RedisStoreError> {
+        let key = self.lease_key(name);
+        let token = lease_token();
+        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut command = redis::cmd("SET");
+        command
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis);
+        let reply: Option<String> = self.lease_query(command, "SET NX").await?;
+        Ok(reply.map(|_| Lease { key, token }))
+    }
+
+    /// Gives `lease` back: whether it was still held (false when its
+    /// time-to-live had ended; then it is not taken from a new holder).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_lease`](Self::try_lease); the lease then ends with its
+    /// time-to-live.
+    pub async fn release(&self, lease: Lease) -> Result<bool, RedisStoreError> {
+        static RELEASE_SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(RELEASE));
+        let mut connection = self.lease_connection()?;
+        let mut invocation = RELEASE_SCRIPT.key(&lease.key);
+        invocation.arg(&lease.token);
+        match tokio::time::timeout(
+            LEASE_TIMEOUT,
+            invocation.invoke_async::<i64>(&mut connection),
+        )
+        .await
+        {
+            Ok(Ok(deleted)) => Ok(deleted == 1),
+            Ok(Err(err)) => Err(RedisStoreError {
+                message: format!("lease release failed: {}", describe(&err)),
+            }),
+            Err(_) => Err(RedisStoreError {
+                message: format!("no answer to a lease release within {LEASE_TIMEOUT:?}"),
+            }),
+        }
+    }
+
+    /// Whether any process holds the lease `name` now.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_lease`](Self::try_lease).
+    pub async fn is_leased(&self, name: &str) -> Result<bool, RedisStoreError> {
+        let mut command = redis::cmd("EXISTS");
+        command.arg(self.lease_key(name));
+        let count: i64 = self.lease_query(command, "EXISTS").await?;
+        Ok(count > 0)
+    }
+
+    fn lease_key(&self, name: &str) -> String {
+        format!("{}:lease:{name}", self.shared.namespace)
+    }
+
+    fn lease_connection(&self) -> Result<ConnectionManager, RedisStoreError> {
+        self.shared
+            .connection
+            .get()
+            .cloned()
+            .ok_or_else(|| RedisStoreError {
+                message: "not connected".to_owned(),
+            })
+    }
+
+    async fn lease_query<T: redis::FromRedisValue>(
+        &self,
+        command: redis::Cmd,
+        what: &str,
+    ) -> Result<T, RedisStoreError> {
+        let mut connection = self.lease_connection()?;
+        match tokio::time::timeout(LEASE_TIMEOUT, command.query_async::<T>(&mut connection)).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(err)) => Err(RedisStoreError {
+                message: format!("lease {what} failed: {}", describe(&err)),
+            }),
+            Err(_) => Err(RedisStoreError {
+                message: format!("no answer to lease {what} within {LEASE_TIMEOUT:?}"),
+            }),
+        }
+    }
+}
+
+/// A token no other holder has: the process, the time and the random keys
+/// of the standard hasher (not a secret: it only tells holders apart).
+fn lease_token() -> String {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let random = std::collections::hash_map::RandomState::new().hash_one(now);
+    format!("{}-{now}-{random:016x}", std::process::id())
+}
+
 impl Shared {
     /// `{namespace}:{hex}`: SHA-256 over the salt, the key and the quota.
     fn redis_key(&self, key: &Key, quota: &Quota) -> String {

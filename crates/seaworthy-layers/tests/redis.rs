@@ -405,3 +405,67 @@ async fn rediss_with_a_password_shares_the_limit_and_a_wrong_password_falls_back
     assert!(untrusted.status().degraded);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_has_one_holder_until_released_or_expired_and_is_never_taken_back_from_a_new_holder()
+ {
+    let server = RedisServer::start();
+    let (first, second) = (store(&server, |b| b).await, store(&server, |b| b).await);
+    let lease = first
+        .try_lease("acme", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("a free lease is taken");
+    assert!(
+        second
+            .try_lease("acme", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(second.is_leased("acme").await.unwrap());
+    // Another name is another lease.
+    assert!(
+        second
+            .try_lease("other", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(first.release(lease).await.unwrap());
+    assert!(!second.is_leased("acme").await.unwrap());
+
+    // A holder that never releases: the lease ends with its time-to-live,
+    // and its late release does not take it from the next holder.
+    let stale = first
+        .try_lease("acme", Duration::from_millis(200))
+        .await
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let taken = loop {
+        if let Some(lease) = second
+            .try_lease("acme", Duration::from_secs(60))
+            .await
+            .unwrap()
+        {
+            break lease;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!first.release(stale).await.unwrap());
+    assert!(second.is_leased("acme").await.unwrap());
+    assert!(second.release(taken).await.unwrap());
+
+    // Redis gone: an error, not a lease and not a hang.
+    drop(server);
+    let started = Instant::now();
+    assert!(
+        first
+            .try_lease("acme", Duration::from_secs(60))
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
