@@ -369,3 +369,54 @@ async fn http_01_is_answered_by_the_redirect_listener() {
     shutdown.trigger(ShutdownReason::requested("test"));
     assert!(shutdown.wait().await.is_clean());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn until_issued_refuse_answers_only_the_ca_before_the_first_certificate() {
+    let dir = Dir::new("acme-refuse");
+    let port = free_port();
+    let pebble = Pebble::start(&dir.0, port, free_port());
+    let config = AcmeConfig::new(&pebble.directory, ["acme.test"], dir.0.join("acme"))
+        .root_ca(&pebble.api_ca)
+        .until_issued(acme::UntilIssued::Refuse);
+    let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    let tls = config.tls(|tls| tls).unwrap();
+    let shutdown = shutdown();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+    shutdown.spawn(
+        "https",
+        Server::new()
+            .tls(tls.clone())
+            .serve(listener, router, shutdown.token()),
+    );
+    let acme = Acme::new(config, tls.clone());
+    let client = certs::any_cert_client(&[b"http/1.1"]);
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    // Before the order: the temporary pair is never shown.
+    let refused = fetch(addr, &client).await.unwrap_err();
+    assert!(refused.to_lowercase().contains("alert"), "{refused}");
+    assert_eq!(
+        tls.status().certificates[0].issuer,
+        format!("CN={}", acme::PLACEHOLDER)
+    );
+
+    // The CA's validation still gets through, and then everyone does.
+    shutdown.spawn("acme", acme.clone().run(shutdown.token()));
+    let started = Instant::now();
+    let issuer = loop {
+        if let Ok((_, issuer)) = fetch(addr, &client).await {
+            break issuer;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}\n{}",
+            acme.status(),
+            Pebble::log(&dir.0)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(issuer.contains("Pebble"), "{issuer}");
+    assert_eq!(acme.status().certificates, 1);
+
+    shutdown.trigger(ShutdownReason::requested("test"));
+    assert!(shutdown.wait().await.is_clean());
+}

@@ -28,6 +28,10 @@ pub(crate) struct Gate {
     pub(crate) names: Vec<String>,
 }
 
+/// The issuer (and subject) of ACME's temporary pair, served until the
+/// first certificate is obtained.
+pub(crate) const PLACEHOLDER_ISSUER: &str = "seaworthy ACME placeholder";
+
 /// A pair that passed the gate.
 #[derive(Debug)]
 pub(crate) struct Loaded {

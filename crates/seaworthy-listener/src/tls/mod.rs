@@ -298,6 +298,7 @@ impl TlsConfig {
         let resolver = Arc::new(Resolver {
             set: ArcSwap::from_pointee(CertSet::new(loaded)),
             challenges: ArcSwap::default(),
+            refuse_placeholder: std::sync::atomic::AtomicBool::new(false),
         });
         let versions: &[&rustls::SupportedProtocolVersion] = match self.profile {
             Profile::Intermediate => &[&rustls::version::TLS13, &rustls::version::TLS12],
@@ -621,6 +622,17 @@ impl Tls {
             next
         });
         Ok(())
+    }
+
+    /// While ACME's temporary self-signed pair is in force, refuse every
+    /// handshake but the CA's validations (feature `acme`; see
+    /// [`UntilIssued`](acme::UntilIssued)).
+    #[cfg(feature = "acme")]
+    pub(crate) fn refuse_placeholder(&self, refuse: bool) {
+        self.inner
+            .resolver
+            .refuse_placeholder
+            .store(refuse, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Stops answering validations for `domain` (feature `acme`).

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use rustls::server::{ClientHello, ResolvesServerCert};
@@ -18,6 +19,8 @@ pub(crate) struct CertSet {
     exact: HashMap<String, usize>,
     /// `*.example.com` → by `example.com`.
     wildcard: HashMap<String, usize>,
+    /// Whether the default pair is ACME's temporary self-signed one.
+    placeholder: bool,
 }
 
 impl CertSet {
@@ -34,10 +37,12 @@ impl CertSet {
                 };
             }
         }
+        let placeholder = loaded[0].issuer.contains(super::certs::PLACEHOLDER_ISSUER);
         CertSet {
             loaded,
             exact,
             wildcard,
+            placeholder,
         }
     }
 
@@ -75,6 +80,9 @@ pub(crate) struct Resolver {
     /// TLS-ALPN-01 (RFC 8737) challenge certificates by domain: answered
     /// only to a client that offers `acme-tls/1`, never to a browser.
     pub(crate) challenges: ArcSwap<HashMap<String, Arc<CertifiedKey>>>,
+    /// Refuse every other handshake while ACME's temporary pair is in force
+    /// (`UntilIssued::Refuse`).
+    pub(crate) refuse_placeholder: AtomicBool,
 }
 
 /// The ALPN protocol of a TLS-ALPN-01 validation (RFC 8737).
@@ -109,6 +117,10 @@ impl ResolvesServerCert for Resolver {
                 .to_ascii_lowercase();
             return self.challenges.load().get(&name).cloned();
         }
-        Some(Arc::clone(self.set.load().find(hello.server_name())))
+        let set = self.set.load();
+        if set.placeholder && self.refuse_placeholder.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(Arc::clone(set.find(hello.server_name())))
     }
 }
