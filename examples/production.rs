@@ -36,6 +36,7 @@
 //! | `ACME_CACHE_DIR` | `acme` | account, certificate and key (0600); replicas sharing it place one order and all serve the result |
 //! | `ACME_CA_BUNDLE` | (none) | the CA of a private ACME server's HTTPS (Pebble, step-ca) |
 //! | `ACME_CHALLENGE` | `tls-alpn-01` | `tls-alpn-01` (answered on `PORT`) or `http-01` (answered on `HTTP_REDIRECT_PORT`) |
+//! | `ACME_UNTIL_ISSUED` | `placeholder` | before the first certificate: `placeholder` (a temporary self-signed pair serves on `PORT`, readiness fails) or `refuse` (every handshake but the CA's validations refused; put probes on `HEALTH_PORT`) |
 //!
 //! Every variable is read with seaworthy-config: a bad environment stops the
 //! start before anything binds, with exit code 78 and one error naming

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use seaworthy_tests::pebble::Pebble;
+use seaworthy_tests::redis_server::RedisServer;
 use seaworthy_tests::{Child, GENEROUS, Signal, TempDir, free_port, listening_addr};
 
 /// The chain `port` serves for `acme.test` as openssl prints it (each
@@ -134,6 +135,54 @@ fn with_http_01_the_redirect_port_answers_the_validation() {
     let issuer = served_issuer(port);
     assert!(issuer.contains("Pebble"), "{issuer}");
     assert!(Pebble::log(&dir.0).contains("set VALID by completed challenge"));
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+}
+
+#[test]
+fn with_redis_url_the_order_waits_for_the_lease_in_redis_and_releases_it() {
+    let dir = TempDir::new("flagship-acme-redis");
+    let port = free_port();
+    let pebble = Pebble::start(&dir.0, port, free_port());
+    let redis = RedisServer::start();
+    // Another replica holds the lease.
+    let key = "ratelimit:lease:acme:acme.test";
+    assert_eq!(
+        redis.command(&format!("SET {key} another-replica PX 60000")),
+        "+OK"
+    );
+    let cache = dir.0.join("acme");
+    let (port_text, url) = (port.to_string(), redis.url());
+    let mut child = Child::example(
+        "production",
+        &[
+            ("PORT", &port_text),
+            ("SHUTDOWN_DRAIN_DELAY", "0s"),
+            ("REDIS_URL", &url),
+            ("ACME_DOMAINS", "acme.test"),
+            ("ACME_DIRECTORY", &pebble.directory),
+            ("ACME_CA_BUNDLE", pebble.api_ca.to_str().unwrap()),
+            ("ACME_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    // While it is held elsewhere, nothing is ordered (and the lock file is
+    // not used instead).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(orders_placed(&dir.0), 0, "{}", child.output());
+    assert_eq!(child.count("listening on"), 0);
+    assert!(!cache.join("order.lock").exists());
+
+    // Released: this replica takes it, orders once, and gives it back.
+    assert_eq!(redis.command(&format!("DEL {key}")), ":1");
+    child.wait_for_line("listening on https://", GENEROUS);
+    assert!(served_issuer(port).contains("Pebble"));
+    assert_eq!(orders_placed(&dir.0), 1);
+    let started = Instant::now();
+    while redis.command(&format!("EXISTS {key}")) != ":0" {
+        assert!(started.elapsed() < GENEROUS, "the lease was not released");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child.signal(Signal::SIGTERM);
     let (status, _) = child.wait_exit(GENEROUS);
     assert_eq!(status.code(), Some(0), "{}", child.output());

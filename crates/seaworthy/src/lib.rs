@@ -9,7 +9,7 @@
 //! | `shutdown` (default) | [`shutdown`] | `seaworthy-shutdown` | graceful-shutdown coordinator |
 //! | `listener` | `listener` | `seaworthy-listener` | bind, inherit and serve with a drain that drops nothing |
 //! | `tls` | `listener::tls` | `seaworthy-listener` (feature `tls`) | TLS termination with rustls: certificates checked before they are served and reloaded on change, mutual TLS, an HTTP-to-HTTPS redirect |
-//! | `acme` | `listener::tls` | `seaworthy-listener` (feature `acme`) | ACME on the TLS listener: TLS-ALPN-01 validations answered (obtaining and renewing certificates is being built) |
+//! | `acme` | `listener::tls` | `seaworthy-listener` (feature `acme`) | certificates obtained and renewed in process (ACME: TLS-ALPN-01 or HTTP-01, the CA's renewal window), one renewer among replicas ([`RedisOrderLock`] with `redis`) |
 //! | `tls` and `health` | [`tls_check`] | | the certificates' expiry and reloads as a health check |
 //! | `health` and `layers` | [`authorize`] | | who sees the probes' details, by the resolved client IP |
 //! | `config` and `layers` | [`Settings`] | | every variable of the production wiring, typed, defaulted and checked |
@@ -111,6 +111,12 @@ mod redis_check;
 #[cfg(all(feature = "redis", feature = "health"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "redis", feature = "health"))))]
 pub use redis_check::redis_check;
+
+#[cfg(all(feature = "acme", feature = "redis", unix))]
+mod acme_lock;
+#[cfg(all(feature = "acme", feature = "redis", unix))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "acme", feature = "redis"))))]
+pub use acme_lock::RedisOrderLock;
 
 #[cfg(all(feature = "tls", feature = "health"))]
 mod tls_check;

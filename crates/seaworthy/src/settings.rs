@@ -60,6 +60,7 @@ use seaworthy_layers::{Quota, TrustedProxies};
 /// | `ACME_CACHE_DIR` | `acme` | account, certificate and key (0600); share it between replicas (one orders, all serve) |
 /// | `ACME_CA_BUNDLE` | (none) | the CA that signs a private ACME server's HTTPS (Pebble, step-ca) |
 /// | `ACME_CHALLENGE` | `tls-alpn-01` | `tls-alpn-01` (answered on `PORT`, no port 80) or `http-01` (answered on `HTTP_REDIRECT_PORT`) |
+/// | `ACME_UNTIL_ISSUED` | `placeholder` | before the first certificate: `placeholder` (a temporary self-signed pair serves, readiness fails) or `refuse` (every handshake but the CA's refused) |
 #[derive(serde::Deserialize, serde::Serialize, Debug, Clone)]
 #[serde(default)]
 #[non_exhaustive]
@@ -132,6 +133,8 @@ pub struct Settings {
     pub acme_ca_bundle: Option<PathBuf>,
     /// `ACME_CHALLENGE`: `tls-alpn-01` or `http-01`.
     pub acme_challenge: String,
+    /// `ACME_UNTIL_ISSUED`: `placeholder` or `refuse`.
+    pub acme_until_issued: String,
 }
 
 impl Default for Settings {
@@ -167,6 +170,7 @@ impl Default for Settings {
             acme_cache_dir: PathBuf::from("acme"),
             acme_ca_bundle: None,
             acme_challenge: "tls-alpn-01".to_owned(),
+            acme_until_issued: "placeholder".to_owned(),
         }
     }
 }
@@ -268,6 +272,9 @@ impl Settings {
             _ => {
                 problems.push("ACME_CHALLENGE: invalid, expected tls-alpn-01 or http-01".to_owned())
             }
+        }
+        if !matches!(self.acme_until_issued.trim(), "placeholder" | "refuse") {
+            problems.push("ACME_UNTIL_ISSUED: invalid, expected placeholder or refuse".to_owned());
         }
         if acme && self.acme_directory_url().is_none() {
             problems.push(

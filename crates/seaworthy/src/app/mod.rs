@@ -361,6 +361,7 @@ impl App {
             EXIT_UNAVAILABLE
         })?;
         let store = self.redis_store()?;
+        let acme = shared_lock(acme, store.as_ref());
         let health = self.health(&shutdown, &store, &tls, acme.as_ref())?;
         let details = self
             .probe_details
@@ -826,6 +827,9 @@ fn acme(
     if settings.acme_challenge.trim() == "http-01" {
         config = config.challenge(seaworthy_listener::tls::acme::Challenge::Http01);
     }
+    if settings.acme_until_issued.trim() == "refuse" {
+        config = config.until_issued(seaworthy_listener::tls::acme::UntilIssued::Refuse);
+    }
     if let Some(email) = &settings.acme_email {
         config = config.contact(email);
     }
@@ -843,6 +847,24 @@ fn acme(
         .map_err(|err| format!("ACME_CACHE_DIR: {err}"))?;
     let acme = Acme::new(config, tls.clone());
     Ok((tls, Some(acme)))
+}
+
+/// With `REDIS_URL`, replicas take turns to order through a lease in
+/// Redis (the lock file in the cache directory while Redis is away).
+#[cfg(all(feature = "acme", feature = "redis"))]
+fn shared_lock(acme: Option<Acme>, store: Option<&RedisStore>) -> Option<Acme> {
+    let (acme, store) = match (acme, store) {
+        (Some(acme), Some(store)) => (acme, store),
+        (acme, _) => return acme,
+    };
+    let config = acme.config().clone();
+    let lock = crate::RedisOrderLock::new(store.clone(), config.domains(), config.cache_dir());
+    Some(Acme::new(config.order_lock(lock), acme.tls().clone()))
+}
+
+#[cfg(not(all(feature = "acme", feature = "redis")))]
+fn shared_lock(acme: Option<Acme>, _: Option<&RedisStore>) -> Option<Acme> {
+    acme
 }
 
 #[cfg(all(feature = "tls", not(feature = "acme")))]

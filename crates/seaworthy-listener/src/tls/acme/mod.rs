@@ -161,6 +161,16 @@ impl AcmeConfig {
         self
     }
 
+    /// The domains it orders for.
+    pub fn domains(&self) -> &[String] {
+        &self.domains
+    }
+
+    /// The cache directory.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
     /// Where the certificate chain is written.
     pub fn certificate_path(&self) -> PathBuf {
         self.cache_dir.join("certificate.pem")
