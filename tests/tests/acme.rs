@@ -7,6 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use seaworthy_tests::http1::Conn;
 use seaworthy_tests::pebble::Pebble;
 use seaworthy_tests::redis_server::RedisServer;
 use seaworthy_tests::{Child, GENEROUS, Signal, TempDir, free_port, listening_addr};
@@ -183,6 +184,66 @@ fn with_redis_url_the_order_waits_for_the_lease_in_redis_and_releases_it() {
         assert!(started.elapsed() < GENEROUS, "the lease was not released");
         std::thread::sleep(Duration::from_millis(50));
     }
+    child.signal(Signal::SIGTERM);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(0), "{}", child.output());
+}
+
+#[test]
+fn the_ca_gone_after_the_first_certificate_the_pair_keeps_serving_and_readiness_warns() {
+    let dir = TempDir::new("flagship-acme-ca-gone");
+    let (port, health_port) = (free_port(), free_port());
+    // Certificates of 12 s: renewal is due at about 8 s.
+    let pebble =
+        Pebble::start_with_validity(&dir.0, port, free_port(), Some(Duration::from_secs(12)));
+    let cache = dir.0.join("acme");
+    let (port_text, health_text) = (port.to_string(), health_port.to_string());
+    let mut child = Child::example(
+        "production",
+        &[
+            ("PORT", &port_text),
+            ("HEALTH_PORT", &health_text),
+            ("SHUTDOWN_DRAIN_DELAY", "0s"),
+            ("ACME_DOMAINS", "acme.test"),
+            ("ACME_DIRECTORY", &pebble.directory),
+            ("ACME_CA_BUNDLE", pebble.api_ca.to_str().unwrap()),
+            ("ACME_CACHE_DIR", cache.to_str().unwrap()),
+        ],
+    );
+    child.wait_for_line("listening on https://", GENEROUS);
+    let health = std::net::SocketAddr::from(([127, 0, 0, 1], health_port));
+    let ready = Conn::connect(health).unwrap().get("/health/ready").unwrap();
+    assert_eq!(ready.status, 200);
+    assert!(String::from_utf8_lossy(&ready.body).contains("next order in"));
+
+    // The CA goes away (killed by its pid) before the renewal.
+    drop(pebble);
+    let started = Instant::now();
+    let body = loop {
+        let ready = Conn::connect(health).unwrap().get("/health/ready").unwrap();
+        let body = String::from_utf8_lossy(&ready.body).into_owned();
+        if body.contains("renewal failed") {
+            // A warning: still ready, still in rotation.
+            assert_eq!(ready.status, 200, "{body}");
+            break body;
+        }
+        assert!(
+            started.elapsed() < GENEROUS,
+            "no warning: {body}\n{}",
+            child.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(body.contains("\"warn\""), "{body}");
+    assert!(body.contains("next order in"), "{body}");
+    child.wait_for_line(
+        "ACME: order failed; the certificate in force keeps serving",
+        Duration::ZERO,
+    );
+    // The pair in force still serves.
+    let issuer = served_issuer(port);
+    assert!(issuer.contains("Pebble"), "{issuer}");
+    assert!(!issuer.contains("placeholder"), "{issuer}");
     child.signal(Signal::SIGTERM);
     let (status, _) = child.wait_exit(GENEROUS);
     assert_eq!(status.code(), Some(0), "{}", child.output());
