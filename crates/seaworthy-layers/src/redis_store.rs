@@ -470,8 +470,9 @@ impl RedisStore {
     /// (`SET {namespace}:lease:{name} TOKEN NX PX ttl`): `Some` when this
     /// process holds it now, `None` when another does. For rare work only
     /// one replica should do (seaworthy's ACME orders use it); each call
-    /// waits at most 2 s for Redis. The circuit and fallback of the rate
-    /// limit are not involved.
+    /// waits at most 2 s for a store built a moment ago to connect, and 2 s
+    /// for the answer. The circuit and fallback of the rate limit are not
+    /// involved.
     ///
     /// # Errors
     ///
@@ -506,7 +507,7 @@ impl RedisStore {
     pub async fn release(&self, lease: Lease) -> Result<bool, RedisStoreError> {
         static RELEASE_SCRIPT: std::sync::LazyLock<redis::Script> =
             std::sync::LazyLock::new(|| redis::Script::new(RELEASE));
-        let mut connection = self.lease_connection()?;
+        let mut connection = self.lease_connection().await?;
         let mut invocation = RELEASE_SCRIPT.key(&lease.key);
         invocation.arg(&lease.token);
         match tokio::time::timeout(
@@ -541,14 +542,22 @@ impl RedisStore {
         format!("{}:lease:{name}", self.shared.namespace)
     }
 
-    fn lease_connection(&self) -> Result<ConnectionManager, RedisStoreError> {
-        self.shared
-            .connection
-            .get()
-            .cloned()
-            .ok_or_else(|| RedisStoreError {
-                message: "not connected".to_owned(),
-            })
+    /// The connection, waiting up to [`LEASE_TIMEOUT`] for a store built a
+    /// moment ago to connect (a lease asked for at start must not be
+    /// refused only because the first connection is still being made).
+    async fn lease_connection(&self) -> Result<ConnectionManager, RedisStoreError> {
+        let deadline = tokio::time::Instant::now() + LEASE_TIMEOUT;
+        loop {
+            if let Some(connection) = self.shared.connection.get() {
+                return Ok(connection.clone());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RedisStoreError {
+                    message: "not connected".to_owned(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     async fn lease_query<T: redis::FromRedisValue>(
@@ -556,7 +565,7 @@ impl RedisStore {
         command: redis::Cmd,
         what: &str,
     ) -> Result<T, RedisStoreError> {
-        let mut connection = self.lease_connection()?;
+        let mut connection = self.lease_connection().await?;
         match tokio::time::timeout(LEASE_TIMEOUT, command.query_async::<T>(&mut connection)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(err)) => Err(RedisStoreError {
