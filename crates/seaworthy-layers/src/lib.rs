@@ -194,7 +194,9 @@ pub mod request_id;
 pub mod security_headers;
 #[cfg(feature = "serde")]
 mod serde_impls;
-pub mod store;
+/// Where rate-limit state lives (the module is `rate_limit::store`; kept
+/// here under its first path).
+pub use rate_limit::store;
 pub mod timeout;
 
 pub use client_ip::{ClientIp, ClientIpLayer, ClientIpResolver, Peer, TrustedProxies};

@@ -281,8 +281,8 @@ impl seaworthy_layers::store::Store for SlowStore {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(1)).await;
             if down {
-                Err(seaworthy_layers::store::StoreError(
-                    "connection refused".into(),
+                Err(seaworthy_layers::store::StoreError::new(
+                    "connection refused",
                 ))
             } else {
                 Ok(answer)

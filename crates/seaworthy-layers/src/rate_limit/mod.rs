@@ -58,6 +58,7 @@ use crate::store::{Key, MemoryStore, Store, StoreError};
 use crate::{Decision, Once, Quota};
 
 mod layer;
+pub mod store;
 
 pub use layer::{RateLimit, RateLimitLayer, ResponseFuture};
 
@@ -525,7 +526,11 @@ impl Tally {
             Err(err) => {
                 // Fail open: a store that is down must not take the service
                 // down with it.
-                tracing::warn!(error = %err, "rate limit not applied");
+                // Recorded as an error: subscribers print its source too.
+                tracing::warn!(
+                    error = &err as &(dyn std::error::Error + 'static),
+                    "rate limit not applied"
+                );
                 return true;
             }
         };

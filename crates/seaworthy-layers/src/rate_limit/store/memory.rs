@@ -1,131 +1,14 @@
-//! Where rate-limit state lives: the bounded in-memory store, and the
-//! `Store` trait for shared ones (`RedisStore`, feature `redis`).
+//! The in-memory store: sharded, bounded, self-cleaning, lock-free for
+//! keys it holds.
 
 use std::fmt;
-use std::future::{Future, Ready, ready};
-use std::hash::{BuildHasher, RandomState};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::future::{Ready, ready};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use arc_swap::ArcSwap;
-use std::time::{Duration, Instant};
-
+use super::sync::{AtomicU64, Mutex, PoisonError, TableCell};
+use super::{Clock, Key, MonotonicClock, Store, StoreError};
 use crate::{Decision, Quota};
-
-/// A rate-limit key: a client address (IPv6 aggregated to its prefix), or a
-/// 128-bit digest of any other key. Sixteen bytes, so that a million keys
-/// fit in about 28 MB.
-pub type Key = [u64; 2];
-
-/// A monotonic clock in nanoseconds. Injectable for tests; never a TSC
-/// (governor #299: TSC clocks drift across cores and suspend).
-pub trait Clock: Send + Sync + fmt::Debug + 'static {
-    /// Nanoseconds since an origin of the clock's choosing.
-    fn now(&self) -> u64;
-}
-
-/// The monotonic clock: on Linux `CLOCK_MONOTONIC_COARSE` (read from the
-/// vDSO without a system call, a few nanoseconds; it advances every tick,
-/// 1 to 4 ms), elsewhere `std::time::Instant`.
-///
-/// A coarse clock lags real time by at most one tick, and a late "now" can
-/// only add debt: the limiter may refuse up to a tick early, never allow
-/// more than the quota. For limits of up to a few hundred requests a second
-/// per key, the tick is below one interval.
-#[derive(Debug)]
-pub struct MonotonicClock {
-    origin: Instant,
-}
-
-impl Default for MonotonicClock {
-    fn default() -> Self {
-        MonotonicClock {
-            origin: Instant::now(),
-        }
-    }
-}
-
-impl Clock for MonotonicClock {
-    #[cfg(target_os = "linux")]
-    fn now(&self) -> u64 {
-        use nix::time::{ClockId, clock_gettime};
-        // Available on every Linux since 2.6.32; an error is impossible for
-        // a valid clock id, and the origin keeps the fallback monotonic.
-        let _ = self.origin;
-        let now = clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
-            .expect("CLOCK_MONOTONIC_COARSE exists on Linux");
-        // Starts above 1 s: a TAT of 0 always means "no debt".
-        (now.tv_sec() as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(now.tv_nsec() as u64)
-            + 1_000_000_000
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    fn now(&self) -> u64 {
-        // Starts above 1 s: a TAT of 0 always means "no debt".
-        u64::try_from(self.origin.elapsed().as_nanos()).unwrap_or(u64::MAX) + 1_000_000_000
-    }
-}
-
-/// A clock moved by hand, for tests.
-#[derive(Clone, Debug, Default)]
-pub struct ManualClock(Arc<AtomicU64>);
-
-impl ManualClock {
-    /// A clock at `start`.
-    pub fn new(start: Duration) -> Self {
-        ManualClock(Arc::new(AtomicU64::new(
-            u64::try_from(start.as_nanos()).unwrap_or(u64::MAX),
-        )))
-    }
-
-    /// Moves the clock forward.
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(
-            u64::try_from(by.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::SeqCst,
-        );
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Why a store could not decide (a shared store that is down).
-#[derive(Debug)]
-pub struct StoreError(pub Box<dyn std::error::Error + Send + Sync>);
-
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rate-limit store failed: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-/// Keeps each key's state and decides. The in-memory [`MemoryStore`] is the
-/// default; a shared store (Redis) implements the same trait, with an
-/// asynchronous answer.
-pub trait Store: Send + Sync + 'static {
-    /// The answer: ready at once for the memory store (a shared store
-    /// returns a boxed future, which is `Unpin`).
-    type Future: Future<Output = Result<Decision, StoreError>> + Send + Unpin + 'static;
-
-    /// Checks one request of `cost` for `key` under `quota`.
-    fn check(&self, key: Key, quota: &Quota, cost: u32) -> Self::Future;
-
-    /// Whether other processes read the same state (Redis): then the
-    /// limiter derives keys from header values and key functions with a
-    /// hash every process computes alike (SHA-256), instead of one seeded
-    /// at random in this process. Default `false`.
-    fn is_shared(&self) -> bool {
-        false
-    }
-}
 
 /// The in-memory store: sharded, bounded, and self-cleaning.
 ///
@@ -144,7 +27,7 @@ pub trait Store: Send + Sync + 'static {
 /// 20 % above the keys expected to be in debt at once.
 ///
 /// Checks of a key already held take no lock: the shard's table is read
-/// through an [`arc_swap::ArcSwap`] (no shared counter to bounce between
+/// through an `arc_swap::ArcSwap` (no shared counter to bounce between
 /// cores), the key's slot is found and validated like a seqlock, and its
 /// state is updated with a compare-and-swap; a refusal writes nothing
 /// (except once a second, to mark the key as seen). Only new keys and
@@ -171,16 +54,24 @@ pub struct MemoryStore {
 #[repr(align(128))]
 struct Shard {
     /// The slots; replaced (never resized in place) when the shard grows.
-    table: ArcSwap<Box<[Slot]>>,
+    table: TableCell<Box<[Slot]>>,
     /// Taken to put a new key in, or to grow.
     write: Mutex<()>,
 }
 
 /// A key and its state, all atomics: read without a lock.
-#[derive(Default)]
 struct Slot {
     key: [AtomicU64; 2],
     state: AtomicU64,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            key: [AtomicU64::new(0), AtomicU64::new(0)],
+            state: AtomicU64::new(0),
+        }
+    }
 }
 
 /// The state of a slot being rewritten, or of every slot of a shard being
@@ -237,12 +128,37 @@ fn set_of(table: &[Slot], hash: u64) -> &[Slot] {
     &table[set * WAYS..(set + 1) * WAYS]
 }
 
+#[cfg(not(seaworthy_loom))]
 const SHARDS: usize = 64;
+#[cfg(not(seaworthy_loom))]
 const WAYS: usize = 8;
 /// Sets a shard starts with.
+#[cfg(not(seaworthy_loom))]
 const INITIAL_SETS: usize = 4;
+// The loom model: one shard of one 2-way set to start, so that a few
+// checks fill a set, grow it and evict from it.
+#[cfg(seaworthy_loom)]
+const SHARDS: usize = 1;
+#[cfg(seaworthy_loom)]
+const WAYS: usize = 2;
+#[cfg(seaworthy_loom)]
+const INITIAL_SETS: usize = 1;
 /// The key that marks an empty slot (a real key equal to it is moved).
 const EMPTY: Key = [0, 0];
+
+/// The set hash's secret keys, from the OS's random source.
+#[cfg(not(seaworthy_loom))]
+fn seeds() -> [u64; 2] {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new();
+    [random.hash_one(1_u8) | 1, random.hash_one(2_u8) | 1]
+}
+
+/// Fixed under loom: a model must run the same code each time.
+#[cfg(seaworthy_loom)]
+fn seeds() -> [u64; 2] {
+    [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7345]
+}
 
 /// Why a lock-free check gave up: the mutex path decides instead.
 struct Contended;
@@ -261,15 +177,14 @@ impl MemoryStore {
         // overflows, up to `sets`: a few thousand keys stay in cache.
         let shards = (0..SHARDS)
             .map(|_| Shard {
-                table: ArcSwap::from_pointee(empty_slots(sets.min(INITIAL_SETS))),
+                table: TableCell::new(empty_slots(sets.min(INITIAL_SETS))),
                 write: Mutex::new(()),
             })
             .collect();
-        let random = RandomState::new();
         MemoryStore {
             shards,
             sets,
-            seeds: [random.hash_one(1_u8) | 1, random.hash_one(2_u8) | 1],
+            seeds: seeds(),
             clock,
         }
     }
@@ -409,7 +324,7 @@ impl MemoryStore {
             }
         }
         // Published with release: readers of the new table see its slots.
-        shard.table.store(Arc::new(grown));
+        shard.table.store(grown);
     }
 }
 
@@ -446,6 +361,19 @@ fn update(
             .state
             .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
         {
+            // The slot may have been rewritten for another key between the
+            // read and the swap, and that key's state happen to equal the
+            // one read (an eviction at the same instant and quota: found by
+            // the loom model). The swap synchronised with the rewrite, so
+            // the key read now tells: then the swap is undone (unless that
+            // key's own checks moved on: it keeps the debt, which only
+            // errs on the strict side) and the mutex path decides.
+            Ok(_) if slot.key() != key => {
+                let _ =
+                    slot.state
+                        .compare_exchange(next, current, Ordering::AcqRel, Ordering::Acquire);
+                return Err(Contended);
+            }
             Ok(_) => return Ok(decision),
             Err(actual) => {
                 // Moved by another check of the same key, or rewritten for
@@ -497,8 +425,15 @@ impl Store for MemoryStore {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, seaworthy_loom))]
+#[path = "model.rs"]
+mod model;
+
+#[cfg(all(test, not(seaworthy_loom)))]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::ManualClock;
     use super::*;
 
     fn rss_bytes() -> u64 {
