@@ -198,11 +198,18 @@ async fn connections_left_at_the_deadline_are_cut_and_counted() {
     let addr = listener.local_addr().unwrap().as_tcp().unwrap();
     let server = Server::new();
     let counters = server.counters();
+    // The handler says when the request is in it: then the shutdown finds
+    // it in flight (no sleep standing in for that).
+    let entered = std::sync::Arc::new(tokio::sync::Notify::new());
     let app = Router::new().route(
         "/forever",
-        get(|| async {
-            std::future::pending::<()>().await;
-            "never"
+        get({
+            let entered = std::sync::Arc::clone(&entered);
+            move || async move {
+                entered.notify_one();
+                std::future::pending::<()>().await;
+                "never"
+            }
         }),
     );
     shutdown.spawn("http", server.serve(listener, app, shutdown.token()));
@@ -211,10 +218,9 @@ async fn connections_left_at_the_deadline_are_cut_and_counted() {
         .write_all(b"GET /forever HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    while counters.snapshot().accepted == 0 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(Duration::from_secs(10), entered.notified())
+        .await
+        .expect("the handler is entered");
     shutdown.trigger(ShutdownReason::requested("test"));
     let report = shutdown.wait().await;
     assert_eq!(report.connections_cut(), 1, "{report}");
@@ -279,4 +285,32 @@ async fn axum_serve_accepts_through_the_listener_with_connect_info() {
     .await;
     assert!(response.contains("\r\n\r\n127.0.0.1:"), "{response}");
     server.abort();
+}
+
+#[tokio::test]
+async fn a_service_that_is_not_sync_is_served() {
+    // `Cell` is `Send` but not `Sync`: the service is cloned per
+    // connection, never shared between threads.
+    let calls = std::cell::Cell::new(0_u64);
+    let service = tower::service_fn(move |_: http::Request<hyper::body::Incoming>| {
+        calls.set(calls.get() + 1);
+        let body = format!("call {}", calls.get());
+        async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+    });
+    let shutdown = Shutdown::builder().signals([]).build().unwrap();
+    let listener = Listener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap().as_tcp().unwrap();
+    shutdown.spawn(
+        "http",
+        Server::new().serve(listener, service, shutdown.token()),
+    );
+    let response = exchange(
+        addr,
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.ends_with("call 1"), "{response}");
+    shutdown.trigger(ShutdownReason::requested("test"));
+    assert!(shutdown.wait().await.is_clean());
 }

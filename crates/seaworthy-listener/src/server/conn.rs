@@ -10,17 +10,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use seaworthy_shutdown::DrainGuard;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, sleep_until};
-use tower_service::Service;
 
 use super::io::{ConnIo, ConnState, Transport};
 use super::service::ConnService;
-use super::{BoxError, Shared};
+use super::{BoxError, HttpService, ServedBody, Shared};
 use crate::{Addr, ConnectionInfo, Stream};
 
 /// How a connection task ended.
@@ -36,21 +34,15 @@ enum End {
     Cut,
 }
 
-pub(crate) async fn serve<S, B>(
-    shared: Arc<Shared<S>>,
+pub(crate) async fn serve<S: HttpService<B>, B: ServedBody>(
+    shared: Arc<Shared>,
+    service: S,
     stream: Stream,
     peer: Addr,
     permit: Option<OwnedSemaphorePermit>,
     place: Option<super::per_ip::Place>,
     guard: DrainGuard,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) {
     let config = &shared.config;
     let signals = &shared.signals;
     let local = stream.local_addr().ok();
@@ -82,7 +74,7 @@ pub(crate) async fn serve<S, B>(
     );
     let state = Arc::new(ConnState::new(shared.token.clone()));
     let service = ConnService {
-        inner: shared.service.clone(),
+        inner: service,
         state: Arc::clone(&state),
         info,
         max_requests: config
@@ -259,7 +251,7 @@ pub(crate) async fn serve<S, B>(
 /// Counts and logs (at debug: a port scan must not flood the logs) a TLS
 /// handshake that did not complete.
 #[cfg(feature = "tls")]
-fn handshake_failed<S>(shared: &Shared<S>, peer: &Addr, err: crate::tls::HandshakeError) {
+fn handshake_failed(shared: &Shared, peer: &Addr, err: crate::tls::HandshakeError) {
     use crate::tls::HandshakeError;
     match err {
         HandshakeError::TimedOut => {

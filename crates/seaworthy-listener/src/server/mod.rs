@@ -321,16 +321,19 @@ impl Server {
     /// Dropping the future stops accepting and drops the listener;
     /// connections already accepted run on until they close or the shutdown
     /// cuts them.
+    ///
+    /// The service is cloned for each connection (as hyper-util's and
+    /// axum's servers do), so it need not be `Sync`.
     pub async fn serve<S, B>(self, mut listener: Listener, service: S, token: ShutdownToken)
     where
-        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
         B: http_body::Body + Send + 'static,
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let shared = Arc::new(Shared::new(self.config, self.counters, service, &token));
+        let shared = Arc::new(Shared::new(self.config, self.counters, &token));
         let phases = tokio::spawn(follow_phases(token.clone(), shared.signals.clone()));
         let connections = TaskTracker::new();
         let limit = Arc::new(Semaphore::new(shared.config.max_connections));
@@ -369,6 +372,7 @@ impl Server {
             };
             connections.spawn(conn::serve(
                 Arc::clone(&shared),
+                service.clone(),
                 stream,
                 peer,
                 Some(permit),
@@ -390,7 +394,7 @@ impl Server {
         let mut swept = 0;
         let mut quiet = 0;
         for _ in 0..if handed_over { 0 } else { SWEEP_ROUNDS } {
-            let found = sweep(&listener, &shared, &connections, &token);
+            let found = sweep(&listener, &shared, &service, &connections, &token);
             swept += found;
             quiet = if found == 0 { quiet + 1 } else { 0 };
             if !filtered || quiet >= 2 {
@@ -420,7 +424,7 @@ impl Server {
                 tokio::select! {
                     () = &mut drained => break,
                     () = tokio::time::sleep(SWEEP_INTERVAL) => {
-                        let late = sweep(&listener, &shared, &connections, &token);
+                        let late = sweep(&listener, &shared, &service, &connections, &token);
                         if late > 0 {
                             tracing::debug!(late, "late handshakes served after the sweep");
                         }
@@ -451,20 +455,13 @@ impl fmt::Debug for Server {
 
 /// Accepts and serves every connection already in the kernel's queue (with
 /// a direct `accept(2)`); returns how many.
-fn sweep<S, B>(
+fn sweep<S: HttpService<B>, B: ServedBody>(
     listener: &Listener,
-    shared: &Arc<Shared<S>>,
+    shared: &Arc<Shared>,
+    service: &S,
     connections: &TaskTracker,
     token: &ShutdownToken,
-) -> usize
-where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
+) -> usize {
     let mut found = 0;
     while let Some((stream, peer)) = listener.accept_nonblocking() {
         found += 1;
@@ -474,6 +471,7 @@ where
         };
         connections.spawn(conn::serve(
             Arc::clone(shared),
+            service.clone(),
             stream,
             peer,
             None,
@@ -484,7 +482,7 @@ where
     found
 }
 
-impl<S> Shared<S> {
+impl Shared {
     /// A place for a connection from `peer` under the per-client limit:
     /// `None` when the client is at its limit (counted; the caller closes
     /// the connection).
@@ -502,6 +500,42 @@ impl<S> Shared<S> {
         }
     }
 }
+
+/// What serving needs of a service: [`Server::serve`]'s bounds on it,
+/// written once for the private functions that pass it on.
+pub(crate) trait HttpService<B>:
+    Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// What serving needs of a response body: [`Server::serve`]'s bounds on
+/// it, written once.
+pub(crate) trait ServedBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ServedBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{}
 
 /// The shutdown phases as three tokens, fired in order.
 #[derive(Clone, Debug, Default)]
@@ -525,18 +559,17 @@ async fn follow_phases(token: ShutdownToken, signals: Signals) {
 }
 
 /// What every connection of one server shares.
-pub(crate) struct Shared<S> {
+pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) counters: Counters,
-    pub(crate) service: S,
     pub(crate) builder: auto::Builder<TokioExecutor>,
     pub(crate) per_ip: Option<Arc<per_ip::PerIp>>,
     pub(crate) signals: Signals,
     pub(crate) token: ShutdownToken,
 }
 
-impl<S> Shared<S> {
-    fn new(config: Config, counters: Counters, service: S, token: &ShutdownToken) -> Self {
+impl Shared {
+    fn new(config: Config, counters: Counters, token: &ShutdownToken) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -576,7 +609,6 @@ impl<S> Shared<S> {
         Shared {
             config,
             counters,
-            service,
             builder,
             per_ip,
             signals,
