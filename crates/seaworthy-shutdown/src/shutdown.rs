@@ -377,108 +377,26 @@ impl Shutdown {
         let budget = inner.budget;
         let start = Instant::now();
         let deadline = start + budget.timeout;
-        let closing_by = deadline - budget.worker_grace - budget.cleanup_reserve;
-        let cancelling_by = deadline - budget.cleanup_reserve;
         let mut clock = PhaseClock::new(inner);
 
-        // Draining: readiness fails, listeners still accept.
         clock.enter(Phase::Draining);
-        // An upgrade hands the listening socket, queue and all, to the new
-        // process: no load balancer has to learn anything, so no delay.
-        let upgrade = inner.reason() == Some(ShutdownReason::Upgrade);
-        if !budget.drain_delay.is_zero() && !upgrade {
-            tokio::select! {
-                () = sleep_until(start + budget.drain_delay) => {}
-                () = inner.forced.cancelled() => {}
-            }
-        }
-
-        // Closing: listeners stop, connections drain.
+        inner.drain_delay(start).await;
         clock.enter(Phase::Closing);
-        inner.connections.close();
-        let mut connections_cut = 0;
-        if !inner.forced.is_cancelled() {
-            tokio::select! {
-                () = inner.connections.wait() => {}
-                () = sleep_until(closing_by) => {}
-                () = inner.forced.cancelled() => {}
-            }
-        }
-        if !inner.connections.is_empty() {
-            connections_cut = inner.connections.len();
-            tracing::warn!(connections = connections_cut, "connection drain cut short");
-        }
-
-        // Cancelling: workers stop.
+        let connections_cut = inner
+            .close(deadline - budget.worker_grace - budget.cleanup_reserve)
+            .await;
         clock.enter(Phase::Cancelling);
-        inner.workers.cancel();
-        inner.tasks.close();
-        let force_by = |now: Instant| cancelling_by.min(now + budget.force_grace);
-        let mut forced = inner.forced.is_cancelled();
-        let mut workers_by = if forced {
-            force_by(Instant::now())
-        } else {
-            cancelling_by
-        };
-        loop {
-            tokio::select! {
-                () = inner.tasks.wait() => break,
-                () = sleep_until(workers_by) => break,
-                () = inner.forced.cancelled(), if !forced => {
-                    forced = true;
-                    workers_by = force_by(Instant::now());
-                }
-            }
-        }
-        let stragglers: Vec<Straggler> = lock(&inner.running)
-            .snapshot(Instant::now())
-            .into_iter()
-            .map(|(name, running_for)| Straggler { name, running_for })
-            .collect();
-        for straggler in &stragglers {
-            tracing::warn!(
-                task = straggler.name(),
-                running_for = ?straggler.running_for(),
-                "task still running at its deadline; abandoned"
-            );
-        }
-
-        // Cleanup: hooks, last registered first.
+        let stragglers = inner.cancel(deadline - budget.cleanup_reserve).await;
         clock.enter(Phase::Cleanup);
-        let hooks = std::mem::take(&mut *lock(&inner.hooks));
-        let mut hook_failures = Vec::new();
-        for hook in hooks.into_iter().rev() {
-            let now = Instant::now();
-            let allowed = hook.timeout.min(deadline.saturating_duration_since(now));
-            let kind = if allowed.is_zero() {
-                // Out of budget: not even started.
-                HookFailureKind::TimedOut { after: allowed }
-            } else {
-                match timeout_at(now + allowed, catch_panic((hook.run)())).await {
-                    Ok(Ok(())) => {
-                        tracing::debug!(hook = &*hook.name, elapsed = ?now.elapsed(), "cleanup hook done");
-                        continue;
-                    }
-                    Ok(Err(message)) => HookFailureKind::Panicked { message },
-                    Err(_elapsed) => HookFailureKind::TimedOut { after: allowed },
-                }
-            };
-            let failure = HookFailure {
-                name: hook.name,
-                kind,
-            };
-            tracing::warn!(hook = failure.name(), "{failure}");
-            hook_failures.push(failure);
-        }
+        let hook_failures = inner.cleanup(deadline).await;
 
-        let phases = clock.finish();
         let report = ShutdownReport {
             reason: inner
                 .reason()
                 .expect("the reason is set before the trigger fires"),
             forced: inner.forced.is_cancelled(),
             total: start.elapsed(),
-            phases,
+            phases: clock.finish(),
             stragglers,
             connections_cut,
             hook_failures,
@@ -513,6 +431,107 @@ impl fmt::Debug for Inner {
             .field("phase", &*self.phase.borrow())
             .field("reason", &self.reason.get())
             .finish_non_exhaustive()
+    }
+}
+
+/// The phases of [`Shutdown::wait`], one step each.
+impl Inner {
+    /// Draining: readiness fails while listeners still accept, for the
+    /// drain delay (none for an upgrade: the socket, queue and all, goes to
+    /// the new process, so no load balancer has to learn anything), or
+    /// until a second signal.
+    async fn drain_delay(&self, start: Instant) {
+        let upgrade = self.reason() == Some(ShutdownReason::Upgrade);
+        if self.budget.drain_delay.is_zero() || upgrade {
+            return;
+        }
+        tokio::select! {
+            () = sleep_until(start + self.budget.drain_delay) => {}
+            () = self.forced.cancelled() => {}
+        }
+    }
+
+    /// Closing: listeners stop and connections drain until `by` (or a
+    /// second signal). Returns how many were still open then.
+    async fn close(&self, by: Instant) -> usize {
+        self.connections.close();
+        if !self.forced.is_cancelled() {
+            tokio::select! {
+                () = self.connections.wait() => {}
+                () = sleep_until(by) => {}
+                () = self.forced.cancelled() => {}
+            }
+        }
+        if self.connections.is_empty() {
+            return 0;
+        }
+        let cut = self.connections.len();
+        tracing::warn!(connections = cut, "connection drain cut short");
+        cut
+    }
+
+    /// Cancelling: workers are told to stop and have until `by` (the force
+    /// grace only, once forced). Returns the tasks still running then.
+    async fn cancel(&self, by: Instant) -> Vec<Straggler> {
+        self.workers.cancel();
+        self.tasks.close();
+        let force_by = |now: Instant| by.min(now + self.budget.force_grace);
+        let mut forced = self.forced.is_cancelled();
+        let mut workers_by = if forced { force_by(Instant::now()) } else { by };
+        loop {
+            tokio::select! {
+                () = self.tasks.wait() => break,
+                () = sleep_until(workers_by) => break,
+                () = self.forced.cancelled(), if !forced => {
+                    forced = true;
+                    workers_by = force_by(Instant::now());
+                }
+            }
+        }
+        let stragglers: Vec<Straggler> = lock(&self.running)
+            .snapshot(Instant::now())
+            .into_iter()
+            .map(|(name, running_for)| Straggler { name, running_for })
+            .collect();
+        for straggler in &stragglers {
+            tracing::warn!(
+                task = straggler.name(),
+                running_for = ?straggler.running_for(),
+                "task still running at its deadline; abandoned"
+            );
+        }
+        stragglers
+    }
+
+    /// Cleanup: the hooks, last registered first, each within its timeout
+    /// and what is left of the budget. Returns those that failed.
+    async fn cleanup(&self, deadline: Instant) -> Vec<HookFailure> {
+        let hooks = std::mem::take(&mut *lock(&self.hooks));
+        let mut failures = Vec::new();
+        for hook in hooks.into_iter().rev() {
+            let now = Instant::now();
+            let allowed = hook.timeout.min(deadline.saturating_duration_since(now));
+            let kind = if allowed.is_zero() {
+                // Out of budget: not even started.
+                HookFailureKind::TimedOut { after: allowed }
+            } else {
+                match timeout_at(now + allowed, catch_panic((hook.run)())).await {
+                    Ok(Ok(())) => {
+                        tracing::debug!(hook = &*hook.name, elapsed = ?now.elapsed(), "cleanup hook done");
+                        continue;
+                    }
+                    Ok(Err(message)) => HookFailureKind::Panicked { message },
+                    Err(_elapsed) => HookFailureKind::TimedOut { after: allowed },
+                }
+            };
+            let failure = HookFailure {
+                name: hook.name,
+                kind,
+            };
+            tracing::warn!(hook = failure.name(), "{failure}");
+            failures.push(failure);
+        }
+        failures
     }
 }
 
@@ -570,6 +589,35 @@ mod tests {
             .timeout(60 * SECOND)
             .drain_delay(20 * SECOND)
             .force_grace(2 * SECOND)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_step_keeps_its_own_deadline() {
+        let shutdown = builder().build().unwrap();
+        let inner = Arc::clone(&shutdown.inner);
+        let connection = shutdown.token().drain_guard();
+        shutdown.spawn("stuck", pending::<()>());
+        shutdown.on_cleanup("slow", 5 * SECOND, || async {
+            tokio::time::sleep(60 * SECOND).await;
+        });
+        let start = Instant::now();
+
+        // Close: an open connection holds it to its deadline, and is cut.
+        assert_eq!(inner.close(start + 7 * SECOND).await, 1);
+        assert_eq!(start.elapsed(), 7 * SECOND);
+        drop(connection);
+
+        // Cancel: a task that ignores cancellation is a straggler at `by`.
+        let stragglers = inner.cancel(start + 10 * SECOND).await;
+        assert_eq!(start.elapsed(), 10 * SECOND);
+        assert_eq!(stragglers.len(), 1);
+        assert_eq!(stragglers[0].name(), "stuck");
+
+        // Cleanup: a hook gets its own timeout, then fails as timed out.
+        let failures = inner.cleanup(start + 60 * SECOND).await;
+        assert_eq!(start.elapsed(), 15 * SECOND);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].name(), "slow");
     }
 
     #[tokio::test(start_paused = true)]
