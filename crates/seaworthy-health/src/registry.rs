@@ -303,6 +303,96 @@ impl Entry {
 }
 
 /// Runs a claimed check once, in a task of its own, under its timeout.
+
+/// Starts the runs the checks need (an on-demand check whose result is
+/// older than its TTL, not running yet) and returns what to wait for: each
+/// check without a fresh result, with its run counter as it stood.
+fn start_runs<'a>(relevant: &[&'a Arc<Entry>], now: Instant) -> Vec<(&'a Arc<Entry>, u64)> {
+    let mut waits = Vec::new();
+    for entry in relevant {
+        let mut state = lock(&entry.state);
+        let fresh = match entry.check.schedule {
+            Schedule::OnDemand { ttl } => state
+                .last
+                .as_ref()
+                .is_some_and(|stored| now.saturating_duration_since(stored.at) < ttl),
+            // Background checks are never waited for once they have a result.
+            Schedule::Background { .. } => state.last.is_some(),
+        };
+        if fresh {
+            continue;
+        }
+        let generation = *entry.completed.borrow();
+        if !state.running && matches!(entry.check.schedule, Schedule::OnDemand { .. }) {
+            state.running = true;
+            tokio::spawn(run(Arc::clone(entry)));
+        }
+        drop(state);
+        waits.push((*entry, generation));
+    }
+    waits
+}
+
+/// Each check's latest result (stale, pending or missing ones failing),
+/// the probe's status over the checks it counts (a non-critical failure
+/// counts as a warning), and whether every startup check passed.
+fn collect(relevant: &[&Arc<Entry>], probe: Probe) -> (Status, Vec<CheckReport>, bool) {
+    let now = Instant::now();
+    let mut status = Status::Pass;
+    let mut checks = Vec::with_capacity(relevant.len());
+    let mut startup_passed = true;
+    for entry in relevant {
+        let check = &entry.check;
+        let (result, wall, took) = latest(entry, now);
+        if check.probes.contains(&Probe::Startup) && result.status == Status::Fail {
+            startup_passed = false;
+        }
+        let counted = check.probes.contains(&probe);
+        if counted {
+            status = status.max(match result.status {
+                Status::Fail if !check.critical => Status::Warn,
+                other => other,
+            });
+        }
+        if counted || probe == Probe::Readiness {
+            checks.push(CheckReport {
+                key: check.key(),
+                component_type: check.component_type.clone(),
+                critical: check.critical,
+                result,
+                time: wall,
+                took,
+            });
+        }
+    }
+    (status, checks, startup_passed)
+}
+
+/// A check's latest result as of `now`, with when it ran and how long it
+/// took: a stale one, a first run not finished or none at all fail.
+fn latest(entry: &Entry, now: Instant) -> (CheckResult, Option<SystemTime>, Option<Duration>) {
+    let state = lock(&entry.state);
+    match &state.last {
+        Some(stored) if now.saturating_duration_since(stored.at) <= entry.check.staleness() => {
+            (stored.result.clone(), Some(stored.wall), Some(stored.took))
+        }
+        Some(stored) => (
+            CheckResult::fail().with_output(format!(
+                "stale: last result is {:?} old",
+                now.saturating_duration_since(stored.at)
+            )),
+            Some(stored.wall),
+            Some(stored.took),
+        ),
+        None if state.running => (
+            CheckResult::fail().with_output("pending: first run not finished"),
+            None,
+            None,
+        ),
+        None => (CheckResult::fail().with_output("not run yet"), None, None),
+    }
+}
+
 async fn run(entry: Arc<Entry>) {
     let check = &entry.check;
     let started = Instant::now();
@@ -358,11 +448,31 @@ impl HealthRegistry {
     ///
     /// Cancel safe: runs continue in their own tasks and serve the next probe.
     pub async fn check(&self, probe: Probe) -> ProbeReport {
-        let inner = &self.inner;
         let now = Instant::now();
-        let deadline = now + inner.probe_timeout;
-        let started = inner.started.load(Ordering::Acquire);
-        let relevant: Vec<&Arc<Entry>> = inner
+        let deadline = now + self.inner.probe_timeout;
+        let started = self.inner.started.load(Ordering::Acquire);
+        let relevant = self.relevant(probe, started);
+        // The runs go on concurrently in their tasks: waiting one after the
+        // other takes as long as the slowest.
+        for (entry, generation) in start_runs(&relevant, now) {
+            let mut completed = entry.completed.subscribe();
+            let _ = timeout_at(deadline, completed.wait_for(|runs| *runs > generation)).await;
+        }
+        let (mut status, checks, startup_passed) = collect(&relevant, probe);
+        let output = self.gate(probe, started, startup_passed, &mut status);
+        self.publish(probe, status, output.as_deref());
+        ProbeReport {
+            probe,
+            status,
+            output,
+            checks,
+        }
+    }
+
+    /// The checks of `probe`; before startup has passed, readiness also
+    /// counts the startup checks.
+    fn relevant(&self, probe: Probe, started: bool) -> Vec<&Arc<Entry>> {
+        self.inner
             .entries
             .iter()
             .filter(|entry| {
@@ -371,130 +481,61 @@ impl HealthRegistry {
                         && probe == Probe::Readiness
                         && entry.check.probes.contains(&Probe::Startup))
             })
-            .collect();
+            .collect()
+    }
 
-        // Start what needs running; remember where each run counter stood.
-        let mut waits = Vec::new();
-        for entry in &relevant {
-            let mut state = lock(&entry.state);
-            let fresh = match entry.check.schedule {
-                Schedule::OnDemand { ttl } => state
-                    .last
-                    .as_ref()
-                    .is_some_and(|stored| now.saturating_duration_since(stored.at) < ttl),
-                // Background checks are never waited for once they have a result.
-                Schedule::Background { .. } => state.last.is_some(),
-            };
-            if fresh {
-                continue;
-            }
-            let generation = *entry.completed.borrow();
-            if !state.running && matches!(entry.check.schedule, Schedule::OnDemand { .. }) {
-                state.running = true;
-                tokio::spawn(run(Arc::clone(entry)));
-            }
-            drop(state);
-            waits.push((*entry, generation));
-        }
-        // The runs go on concurrently in their tasks: waiting one after the
-        // other takes as long as the slowest.
-        for (entry, generation) in waits {
-            let mut completed = entry.completed.subscribe();
-            let _ = timeout_at(deadline, completed.wait_for(|runs| *runs > generation)).await;
-        }
-
-        let now = Instant::now();
-        let mut status = Status::Pass;
-        let mut checks = Vec::with_capacity(relevant.len());
-        let mut startup_passed = true;
-        for entry in &relevant {
-            let check = &entry.check;
-            let state = lock(&entry.state);
-            let (result, wall, took) = match &state.last {
-                Some(stored) if now.saturating_duration_since(stored.at) <= check.staleness() => {
-                    (stored.result.clone(), Some(stored.wall), Some(stored.took))
-                }
-                Some(stored) => (
-                    CheckResult::fail().with_output(format!(
-                        "stale: last result is {:?} old",
-                        now.saturating_duration_since(stored.at)
-                    )),
-                    Some(stored.wall),
-                    Some(stored.took),
-                ),
-                None if state.running => (
-                    CheckResult::fail().with_output("pending: first run not finished"),
-                    None,
-                    None,
-                ),
-                None => (CheckResult::fail().with_output("not run yet"), None, None),
-            };
-            drop(state);
-            if check.probes.contains(&Probe::Startup) && result.status == Status::Fail {
-                startup_passed = false;
-            }
-            let counted = check.probes.contains(&probe);
-            if counted {
-                status = status.max(match result.status {
-                    Status::Fail if !check.critical => Status::Warn,
-                    other => other,
-                });
-            }
-            if counted || probe == Probe::Readiness {
-                checks.push(CheckReport {
-                    key: check.key(),
-                    component_type: check.component_type.clone(),
-                    critical: check.critical,
-                    result,
-                    time: wall,
-                    took,
-                });
-            }
-        }
-
+    /// The probe's own conditions over its checks: `starting` until the
+    /// startup checks pass (once), `draining` once the shutdown began,
+    /// `maintenance`; each fails the probe and is its output.
+    fn gate(
+        &self,
+        probe: Probe,
+        started: bool,
+        startup_passed: bool,
+        status: &mut Status,
+    ) -> Option<Cow<'static, str>> {
         let mut output: Option<Cow<'static, str>> = None;
         if !started && matches!(probe, Probe::Startup | Probe::Readiness) {
             if startup_passed {
-                if !inner.started.swap(true, Ordering::AcqRel) {
+                if !self.inner.started.swap(true, Ordering::AcqRel) {
                     tracing::info!("startup checks passed: started");
                 }
             } else {
-                status = Status::Fail;
+                *status = Status::Fail;
                 output = Some("starting".into());
             }
         }
         if probe == Probe::Readiness {
-            if inner
+            if self
+                .inner
                 .shutdown
                 .as_ref()
                 .is_some_and(ShutdownToken::is_shutting_down)
             {
-                status = Status::Fail;
+                *status = Status::Fail;
                 output = Some("draining".into());
             } else if let Some(reason) = self.maintenance() {
-                status = Status::Fail;
+                *status = Status::Fail;
                 output = Some(format!("maintenance: {}", reason.0).into());
             }
         }
+        output
+    }
 
+    /// The probe's status to its watchers, and a log line when it changed.
+    fn publish(&self, probe: Probe, status: Status, output: Option<&str>) {
         let mut previous = status;
-        inner.watches[probe.index()].send_if_modified(|current| {
+        self.inner.watches[probe.index()].send_if_modified(|current| {
             previous = *current;
             *current = status;
             previous != status
         });
         if previous != status {
             if status == Status::Fail {
-                tracing::warn!(probe = probe.as_str(), from = %previous, to = %status, reason = output.as_deref(), "probe status changed");
+                tracing::warn!(probe = probe.as_str(), from = %previous, to = %status, reason = output, "probe status changed");
             } else {
                 tracing::info!(probe = probe.as_str(), from = %previous, to = %status, "probe status changed");
             }
-        }
-        ProbeReport {
-            probe,
-            status,
-            output,
-            checks,
         }
     }
 
