@@ -3,18 +3,20 @@
 use std::error::Error as StdError;
 use std::future::{Future, poll_fn};
 use std::hash::{BuildHasher, RandomState};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, Wake, Waker, ready};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use seaworthy_shutdown::DrainGuard;
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::time::{Instant, sleep_until};
+use tokio::sync::futures::Notified;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tokio_util::sync::WaitForCancellationFuture;
 
 use super::io::{ConnIo, ConnState, Transport};
 use super::service::ConnService;
@@ -34,6 +36,9 @@ enum End {
     Cut,
 }
 
+/// Serves one connection: the TLS handshake, then HTTP until hyper is done,
+/// a timeout fires, or the shutdown cuts it; then counts how it ended. The
+/// permit and the per-client place are held to the end.
 pub(crate) async fn serve<S: HttpService<B>, B: ServedBody>(
     shared: Arc<Shared>,
     service: S,
@@ -43,35 +48,58 @@ pub(crate) async fn serve<S: HttpService<B>, B: ServedBody>(
     place: Option<super::per_ip::Place>,
     guard: DrainGuard,
 ) {
-    let config = &shared.config;
-    let signals = &shared.signals;
+    if let Some((transport, info)) = handshake(&shared, stream, &peer).await {
+        let end = drive(&shared, service, transport, info, guard).await;
+        count_end(&shared, &peer, end);
+    }
+    shared.counters.closed();
+    drop(permit);
+    drop(place);
+}
+
+/// The transport and the connection's facts: after the TLS handshake when
+/// the server has TLS (`None` when it failed: counted and logged).
+async fn handshake(
+    shared: &Shared,
+    stream: Stream,
+    peer: &Addr,
+) -> Option<(Transport, ConnectionInfo)> {
     let local = stream.local_addr().ok();
     #[cfg(feature = "tls")]
-    let (stream, info) = match &config.tls {
-        None => (
-            Transport::Plain(stream),
-            ConnectionInfo::new(peer.clone(), local, false),
-        ),
-        Some(tls) => match tls.accept(stream, &signals.cut).await {
+    if let Some(tls) = &shared.config.tls {
+        return match tls.accept(stream, &shared.signals.cut).await {
             Ok((stream, tls_info)) => {
                 shared.counters.tls_handshake();
-                (
+                Some((
                     Transport::Tls(Box::new(stream)),
                     ConnectionInfo::new(peer.clone(), local, true).with_tls(tls_info),
-                )
+                ))
             }
             Err(err) => {
-                handshake_failed(&shared, &peer, err);
-                shared.counters.closed();
-                return;
+                handshake_failed(shared, peer, err);
+                None
             }
-        },
-    };
+        };
+    }
     #[cfg(not(feature = "tls"))]
-    let (stream, info) = (
+    let _ = shared;
+    Some((
         Transport::Plain(stream),
         ConnectionInfo::new(peer.clone(), local, false),
-    );
+    ))
+}
+
+/// Serves HTTP on the transport until it ends: hyper's connection, polled
+/// together with the connection's rare events ([`Control`]).
+async fn drive<S: HttpService<B>, B: ServedBody>(
+    shared: &Shared,
+    service: S,
+    transport: Transport,
+    info: ConnectionInfo,
+    guard: DrainGuard,
+) -> End {
+    let config = &shared.config;
+    let signals = &shared.signals;
     let state = Arc::new(ConnState::new(shared.token.clone()));
     let service = ConnService {
         inner: service,
@@ -82,7 +110,7 @@ pub(crate) async fn serve<S: HttpService<B>, B: ServedBody>(
             .map(|max| jittered_count(max, config.jitter)),
     };
     let io = ConnIo::new(
-        stream,
+        transport,
         Arc::clone(&state),
         (config.header_read_timeout, config.write_timeout),
         config.linger,
@@ -96,141 +124,60 @@ pub(crate) async fn serve<S: HttpService<B>, B: ServedBody>(
     // ends: after `close_hard`, or at once when hyper is done.
     let mut conn = Box::pin(conn);
 
-    let max_age_at = config
-        .max_age
-        .map(|age| state.started + jittered_duration(age, config.jitter));
-    let mut retired = false;
-    let mut close_idle = false;
-    let mut shut_down = false;
-
-    // The rare events (the phases, a retirement, the timers) are polled
-    // only when their own waker fired, not on every wake-up of the busy
-    // connection: a plain `select!` would poll all of them, and lock their
-    // waiter lists, for every request.
-    let control = Arc::new(ControlWaker::default());
-    let control_waker = Waker::from(Arc::clone(&control));
-    let mut draining = pin!(signals.draining.cancelled());
-    let mut closing = pin!(signals.closing.cancelled());
-    let mut cut = pin!(signals.cut.cancelled());
-    let mut retirement = pin!(state.retire.notified());
-    let mut body_waits = pin!(state.body_waits.notified());
-    let mut timer = pin!(sleep_until(state.started));
-    let mut registered = false;
-    let idle_limit = |close_idle: bool| {
-        millis(if close_idle {
-            config.idle_grace
-        } else if state.has_sent_nothing() {
-            // A new connection owes its first byte within the header-read
-            // timeout, as a head does.
-            config.header_read_timeout.min(config.keep_alive_timeout)
-        } else {
-            config.keep_alive_timeout
-        })
+    let control_waker = Arc::new(ControlWaker::default());
+    let draining = pin!(signals.draining.cancelled());
+    let closing = pin!(signals.closing.cancelled());
+    let cut = pin!(signals.cut.cancelled());
+    let retirement = pin!(state.retire.notified());
+    let body_waits = pin!(state.body_waits.notified());
+    let timer = pin!(sleep_until(state.started));
+    let mut control = Control {
+        draining,
+        closing,
+        cut,
+        retirement,
+        body_waits,
+        timer,
+        waker: Waker::from(Arc::clone(&control_waker)),
+        state: &state,
+        shared,
+        max_age_at: config
+            .max_age
+            .map(|age| state.started + jittered_duration(age, config.jitter)),
+        retired: false,
+        close_idle: false,
+        shut_down: false,
     };
-
+    let mut registered = false;
     let end = poll_fn(|cx| {
         if !registered {
             registered = true;
-            control.register(cx.waker());
+            control_waker.register(cx.waker());
         }
-        if control.take() {
-            let mut ccx = Context::from_waker(&control_waker);
-            if cut.as_mut().poll(&mut ccx).is_ready() {
-                state.close_hard();
-                return Poll::Ready(End::Cut);
-            }
-            let draining_now = !retired && draining.as_mut().poll(&mut ccx).is_ready();
-            let retiring_now = !retired && retirement.as_mut().poll(&mut ccx).is_ready();
-            if !close_idle && closing.as_mut().poll(&mut ccx).is_ready() {
-                close_idle = true;
-            }
-            if draining_now || retiring_now || (close_idle && !retired) {
-                retired = true;
-                retire(&state, conn.as_mut(), &mut shut_down);
-            }
-            if timer.as_mut().poll(&mut ccx).is_ready() {
-                if !retired && max_age_at.is_some_and(|at| Instant::now() >= at) {
-                    retired = true;
-                    close_idle = true;
-                    retire(&state, conn.as_mut(), &mut shut_down);
-                }
-                let idle_limit = idle_limit(close_idle);
-                let now = state.now_ms();
-                if !shut_down
-                    && state
-                        .idle_since()
-                        .is_some_and(|since| now >= since + idle_limit)
-                {
-                    shared.counters.idle_closed();
-                    // Nothing was just written and nothing is unread, but
-                    // the client may be sending its next request right now.
-                    state.close_idle();
-                    shut_down = true;
-                    conn.as_mut().graceful_shutdown();
-                }
-            }
-            // An HTTP/2 response body that has waited the write timeout
-            // for the connection to take its next chunk: the peer keeps its
-            // flow-control window shut. Cut: what the streams hold is freed.
-            // (HTTP/1, and a peer that stops reading the socket, fail in the
-            // I/O's own write timeout.)
-            if body_waits.as_mut().poll(&mut ccx).is_ready() {
-                body_waits.set(state.body_waits.notified());
-                let _ = body_waits.as_mut().poll(&mut ccx);
-            }
-            let write_limit = millis(config.write_timeout);
-            let stalled_since = state.oldest_waiting_body();
-            if stalled_since.is_some_and(|since| state.now_ms() >= since + write_limit) {
-                state
-                    .write_timed_out
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                state.close_hard();
-                return Poll::Ready(End::WriteTimeout);
-            }
-            // The next moment something may be due: the idle limit, the max
-            // age, a waiting body's write timeout. While a request is in
-            // flight or a head arrives, look again after the idle limit.
-            // (The I/O times request heads itself.)
-            let idle_limit = idle_limit(close_idle);
-            let now = state.now_ms();
-            let due = state
-                .idle_since()
-                .map_or(now + idle_limit.max(1), |since| since + idle_limit);
-            let mut wake = state.at(due.max(now + 1));
-            if let Some(at) = max_age_at.filter(|_| !retired) {
-                wake = wake.min(at);
-            }
-            if let Some(since) = stalled_since {
-                wake = wake.min(state.at(since + write_limit));
-            }
-            if timer.deadline() != wake || timer.is_elapsed() {
-                timer.as_mut().reset(wake);
-                // Register the reset timer with the control waker.
-                let _ = timer.as_mut().poll(&mut ccx);
-            }
+        if control_waker.take()
+            && let Some(end) = control.look(conn.as_mut())
+        {
+            return Poll::Ready(end);
         }
-        match conn.as_mut().poll(cx) {
-            Poll::Ready(result) => {
-                if state.header_timed_out() {
-                    return Poll::Ready(End::HeaderTimeout);
-                }
-                if state
-                    .write_timed_out
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                {
-                    return Poll::Ready(End::WriteTimeout);
-                }
-                if let Err(err) = result {
-                    log_connection_error(&*err);
-                }
-                Poll::Ready(End::Done)
-            }
-            Poll::Pending => Poll::Pending,
+        let result = ready!(conn.as_mut().poll(cx));
+        if state.header_timed_out() {
+            return Poll::Ready(End::HeaderTimeout);
         }
+        if state.write_timed_out.load(Ordering::Relaxed) {
+            return Poll::Ready(End::WriteTimeout);
+        }
+        if let Err(err) = result {
+            log_connection_error(&*err);
+        }
+        Poll::Ready(End::Done)
     })
     .await;
-
     drop(conn);
+    end
+}
+
+/// Counts and logs how a connection ended.
+fn count_end(shared: &Shared, peer: &Addr, end: End) {
     match end {
         End::Done => {}
         End::HeaderTimeout => {
@@ -243,9 +190,146 @@ pub(crate) async fn serve<S: HttpService<B>, B: ServedBody>(
         }
         End::Cut => shared.counters.closed_at_deadline(),
     }
-    shared.counters.closed();
-    drop(permit);
-    drop(place);
+}
+
+/// A connection's rare events (the shutdown's phases, a retirement, its
+/// timers), polled only when their own waker fired, not on every wake-up
+/// of the busy connection: a plain `select!` would poll all of them, and
+/// lock their waiter lists, for every request.
+struct Control<'p, 's> {
+    draining: Pin<&'p mut WaitForCancellationFuture<'s>>,
+    closing: Pin<&'p mut WaitForCancellationFuture<'s>>,
+    cut: Pin<&'p mut WaitForCancellationFuture<'s>>,
+    retirement: Pin<&'p mut Notified<'s>>,
+    body_waits: Pin<&'p mut Notified<'s>>,
+    /// Set to the next moment something may be due.
+    timer: Pin<&'p mut Sleep>,
+    waker: Waker,
+    state: &'s ConnState,
+    shared: &'s Shared,
+    max_age_at: Option<Instant>,
+    /// Retired: `Connection: close` on the next response, or GOAWAY.
+    retired: bool,
+    /// Closing: an idle connection closes after the idle grace.
+    close_idle: bool,
+    /// hyper was told to shut the connection down.
+    shut_down: bool,
+}
+
+impl Control<'_, '_> {
+    /// Looks at every event: the connection's end when one ends it (the
+    /// shutdown's cut, a body stalled past the write timeout); otherwise
+    /// retires, closes an idle connection, and sets the timer.
+    fn look<C: GracefulShutdown>(&mut self, mut conn: Pin<&mut C>) -> Option<End> {
+        let waker = self.waker.clone();
+        let mut cx = Context::from_waker(&waker);
+        if self.cut.as_mut().poll(&mut cx).is_ready() {
+            self.state.close_hard();
+            return Some(End::Cut);
+        }
+        self.follow_shutdown(&mut cx, conn.as_mut());
+        if self.timer.as_mut().poll(&mut cx).is_ready() {
+            self.on_timer(conn.as_mut());
+        }
+        if self.body_stalled(&mut cx) {
+            self.state.write_timed_out.store(true, Ordering::Relaxed);
+            self.state.close_hard();
+            return Some(End::WriteTimeout);
+        }
+        self.set_timer(&mut cx);
+        None
+    }
+
+    /// Draining or a retirement (the request limit, on HTTP/2) retires the
+    /// connection; closing also closes it once idle.
+    fn follow_shutdown<C: GracefulShutdown>(&mut self, cx: &mut Context<'_>, conn: Pin<&mut C>) {
+        let draining_now = !self.retired && self.draining.as_mut().poll(cx).is_ready();
+        let retiring_now = !self.retired && self.retirement.as_mut().poll(cx).is_ready();
+        if !self.close_idle && self.closing.as_mut().poll(cx).is_ready() {
+            self.close_idle = true;
+        }
+        if draining_now || retiring_now || (self.close_idle && !self.retired) {
+            self.retired = true;
+            retire(self.state, conn, &mut self.shut_down);
+        }
+    }
+
+    /// The timer fired: the max age retires the connection; an idle
+    /// connection past its limit is closed.
+    fn on_timer<C: GracefulShutdown>(&mut self, mut conn: Pin<&mut C>) {
+        if !self.retired && self.max_age_at.is_some_and(|at| Instant::now() >= at) {
+            self.retired = true;
+            self.close_idle = true;
+            retire(self.state, conn.as_mut(), &mut self.shut_down);
+        }
+        let now = self.state.now_ms();
+        if !self.shut_down
+            && self
+                .state
+                .idle_since()
+                .is_some_and(|since| now >= since + self.idle_limit())
+        {
+            self.shared.counters.idle_closed();
+            // Nothing was just written and nothing is unread, but the
+            // client may be sending its next request right now.
+            self.state.close_idle();
+            self.shut_down = true;
+            conn.graceful_shutdown();
+        }
+    }
+
+    /// Whether an HTTP/2 response body has waited the write timeout for
+    /// the connection to take its next chunk: the peer keeps its
+    /// flow-control window shut. (HTTP/1, and a peer that stops reading the
+    /// socket, fail in the I/O's own write timeout.)
+    fn body_stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.body_waits.as_mut().poll(cx).is_ready() {
+            self.body_waits.set(self.state.body_waits.notified());
+            let _ = self.body_waits.as_mut().poll(cx);
+        }
+        let write_limit = millis(self.shared.config.write_timeout);
+        self.state
+            .oldest_waiting_body()
+            .is_some_and(|since| self.state.now_ms() >= since + write_limit)
+    }
+
+    /// How long the connection may sit idle now: the idle grace once
+    /// closing; for a new connection, its first byte within the
+    /// header-read timeout, as a head; else the keep-alive timeout.
+    fn idle_limit(&self) -> u64 {
+        let config = &self.shared.config;
+        millis(if self.close_idle {
+            config.idle_grace
+        } else if self.state.has_sent_nothing() {
+            config.header_read_timeout.min(config.keep_alive_timeout)
+        } else {
+            config.keep_alive_timeout
+        })
+    }
+
+    /// Sets the timer to the next moment something may be due: the idle
+    /// limit, the max age, a waiting body's write timeout. While a request
+    /// is in flight or a head arrives, look again after the idle limit.
+    fn set_timer(&mut self, cx: &mut Context<'_>) {
+        let state = self.state;
+        let now = state.now_ms();
+        let idle_limit = self.idle_limit();
+        let due = state
+            .idle_since()
+            .map_or(now + idle_limit.max(1), |since| since + idle_limit);
+        let mut wake = state.at(due.max(now + 1));
+        if let Some(at) = self.max_age_at.filter(|_| !self.retired) {
+            wake = wake.min(at);
+        }
+        if let Some(since) = state.oldest_waiting_body() {
+            wake = wake.min(state.at(since + millis(self.shared.config.write_timeout)));
+        }
+        if self.timer.deadline() != wake || self.timer.is_elapsed() {
+            self.timer.as_mut().reset(wake);
+            // Register the reset timer with the control waker.
+            let _ = self.timer.as_mut().poll(cx);
+        }
+    }
 }
 
 /// Counts and logs (at debug: a port scan must not flood the logs) a TLS

@@ -336,7 +336,6 @@ impl Server {
         let shared = Arc::new(Shared::new(self.config, self.counters, &token));
         let phases = tokio::spawn(follow_phases(token.clone(), shared.signals.clone()));
         let connections = TaskTracker::new();
-        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
         // The accept loop counts as a connection of the shutdown's drain
         // until the queue is swept: otherwise the drain could end in an
         // instant when every open connection had just closed, while
@@ -345,63 +344,16 @@ impl Server {
         let accepting = token.drain_guard();
         let addr = listener.local_addr().ok();
         tracing::info!(addr = ?addr.as_ref().map(ToString::to_string), "serving");
+        let mut serving = Serving {
+            shared: &shared,
+            service,
+            connections: &connections,
+            token: &token,
+        };
 
-        loop {
-            let permit = match Arc::clone(&limit).try_acquire_owned() {
-                Ok(permit) => permit,
-                Err(_) => {
-                    shared.counters.limit_reached();
-                    tokio::select! {
-                        permit = Arc::clone(&limit).acquire_owned() => {
-                            permit.expect("the semaphore is never closed")
-                        }
-                        () = shared.signals.closing.cancelled() => break,
-                    }
-                }
-            };
-            let (stream, peer) = tokio::select! {
-                biased;
-                () = shared.signals.closing.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            shared.counters.accepted();
-            shared.counters.set_accept_errors(listener.error_count());
-            let Some(place) = shared.admit(&peer) else {
-                drop(stream);
-                continue;
-            };
-            connections.spawn(conn::serve(
-                Arc::clone(&shared),
-                service.clone(),
-                stream,
-                peer,
-                Some(permit),
-                place,
-                token.drain_guard(),
-            ));
-        }
-
-        // Connections that completed the handshake before we stopped are
-        // served (with `Connection: close`), not reset with the socket. With
-        // new handshakes refused, the queue can be emptied for good: sweep
-        // until it has stayed empty a little while (handshakes already under
-        // way complete within a round trip).
-        //
-        // After an upgrade, the socket and its queue belong to the new
-        // process: no filter, no sweep.
+        serving.accept_until_closing(&mut listener).await;
         let handed_over = token.reason() == Some(ShutdownReason::Upgrade);
-        let filtered = !handed_over && listener.refuse_new_handshakes();
-        let mut swept = 0;
-        let mut quiet = 0;
-        for _ in 0..if handed_over { 0 } else { SWEEP_ROUNDS } {
-            let found = sweep(&listener, &shared, &service, &connections, &token);
-            swept += found;
-            quiet = if found == 0 { quiet + 1 } else { 0 };
-            if !filtered || quiet >= 2 {
-                break;
-            }
-            tokio::time::sleep(SWEEP_INTERVAL).await;
-        }
+        let (filtered, swept) = serving.sweep_queue(&listener, handed_over).await;
         shared.counters.set_accept_errors(listener.error_count());
         tracing::info!(
             addr = ?addr.as_ref().map(ToString::to_string),
@@ -412,25 +364,9 @@ impl Server {
         );
         // Every queued connection now has a guard of its own.
         drop(accepting);
-
-        // With new handshakes refused, keep the socket open while the
-        // connections drain and keep sweeping: a handshake whose last ACK
-        // the kernel processed late (softirqs starved on a busy machine)
-        // is served instead of reset when the socket closes.
         connections.close();
         if filtered {
-            let mut drained = std::pin::pin!(connections.wait());
-            loop {
-                tokio::select! {
-                    () = &mut drained => break,
-                    () = tokio::time::sleep(SWEEP_INTERVAL) => {
-                        let late = sweep(&listener, &shared, &service, &connections, &token);
-                        if late > 0 {
-                            tracing::debug!(late, "late handshakes served after the sweep");
-                        }
-                    }
-                }
-            }
+            serving.serve_late_handshakes(&listener).await;
         }
         drop(listener);
         connections.wait().await;
@@ -444,6 +380,141 @@ impl Server {
     }
 }
 
+/// One [`Server::serve`]'s parts, for its steps. The steps take `&mut
+/// self`: the service is only `Send`, and a shared reference to it held
+/// across an await would need it `Sync`.
+struct Serving<'a, S> {
+    shared: &'a Arc<Shared>,
+    service: S,
+    connections: &'a TaskTracker,
+    token: &'a ShutdownToken,
+}
+
+impl<S> Serving<'_, S> {
+    /// Accepts (within the connection limit) and spawns each connection's
+    /// task until the shutdown reaches `Closing`.
+    async fn accept_until_closing<B: ServedBody>(&mut self, listener: &mut Listener)
+    where
+        S: HttpService<B>,
+    {
+        let shared = self.shared;
+        let limit = Arc::new(Semaphore::new(shared.config.max_connections));
+        loop {
+            let permit = match Arc::clone(&limit).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    shared.counters.limit_reached();
+                    tokio::select! {
+                        permit = Arc::clone(&limit).acquire_owned() => {
+                            permit.expect("the semaphore is never closed")
+                        }
+                        () = shared.signals.closing.cancelled() => return,
+                    }
+                }
+            };
+            let (stream, peer) = tokio::select! {
+                biased;
+                () = shared.signals.closing.cancelled() => return,
+                accepted = listener.accept() => accepted,
+            };
+            shared.counters.accepted();
+            shared.counters.set_accept_errors(listener.error_count());
+            let Some(place) = shared.admit(&peer) else {
+                drop(stream);
+                continue;
+            };
+            self.connections.spawn(conn::serve(
+                Arc::clone(shared),
+                self.service.clone(),
+                stream,
+                peer,
+                Some(permit),
+                place,
+                self.token.drain_guard(),
+            ));
+        }
+    }
+
+    /// Connections that completed the handshake before we stopped are
+    /// served (with `Connection: close`), not reset with the socket. With
+    /// new handshakes refused, the queue can be emptied for good: sweep
+    /// until it has stayed empty a little while (handshakes already under
+    /// way complete within a round trip). After an upgrade, the socket and
+    /// its queue belong to the new process: no filter, no sweep. Returns
+    /// whether new handshakes are refused, and how many were swept.
+    async fn sweep_queue<B: ServedBody>(
+        &mut self,
+        listener: &Listener,
+        handed_over: bool,
+    ) -> (bool, usize)
+    where
+        S: HttpService<B>,
+    {
+        let filtered = !handed_over && listener.refuse_new_handshakes();
+        let mut swept = 0;
+        let mut quiet = 0;
+        for _ in 0..if handed_over { 0 } else { SWEEP_ROUNDS } {
+            let found = self.sweep(listener);
+            swept += found;
+            quiet = if found == 0 { quiet + 1 } else { 0 };
+            if !filtered || quiet >= 2 {
+                break;
+            }
+            tokio::time::sleep(SWEEP_INTERVAL).await;
+        }
+        (filtered, swept)
+    }
+
+    /// With new handshakes refused, keeps the socket open while the
+    /// connections drain and keeps sweeping: a handshake whose last ACK the
+    /// kernel processed late (softirqs starved on a busy machine) is served
+    /// instead of reset when the socket closes.
+    async fn serve_late_handshakes<B: ServedBody>(&mut self, listener: &Listener)
+    where
+        S: HttpService<B>,
+    {
+        let connections = self.connections;
+        let mut drained = std::pin::pin!(connections.wait());
+        loop {
+            tokio::select! {
+                () = &mut drained => return,
+                () = tokio::time::sleep(SWEEP_INTERVAL) => {
+                    let late = self.sweep(listener);
+                    if late > 0 {
+                        tracing::debug!(late, "late handshakes served after the sweep");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Accepts and serves every connection already in the kernel's queue
+    /// (with a direct `accept(2)`); returns how many.
+    fn sweep<B: ServedBody>(&mut self, listener: &Listener) -> usize
+    where
+        S: HttpService<B>,
+    {
+        let mut found = 0;
+        while let Some((stream, peer)) = listener.accept_nonblocking() {
+            found += 1;
+            self.shared.counters.accepted();
+            let Some(place) = self.shared.admit(&peer) else {
+                continue;
+            };
+            self.connections.spawn(conn::serve(
+                Arc::clone(self.shared),
+                self.service.clone(),
+                stream,
+                peer,
+                None,
+                place,
+                self.token.drain_guard(),
+            ));
+        }
+        found
+    }
+}
+
 impl fmt::Debug for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
@@ -451,35 +522,6 @@ impl fmt::Debug for Server {
             .field("counters", &self.counters.snapshot())
             .finish()
     }
-}
-
-/// Accepts and serves every connection already in the kernel's queue (with
-/// a direct `accept(2)`); returns how many.
-fn sweep<S: HttpService<B>, B: ServedBody>(
-    listener: &Listener,
-    shared: &Arc<Shared>,
-    service: &S,
-    connections: &TaskTracker,
-    token: &ShutdownToken,
-) -> usize {
-    let mut found = 0;
-    while let Some((stream, peer)) = listener.accept_nonblocking() {
-        found += 1;
-        shared.counters.accepted();
-        let Some(place) = shared.admit(&peer) else {
-            continue;
-        };
-        connections.spawn(conn::serve(
-            Arc::clone(shared),
-            service.clone(),
-            stream,
-            peer,
-            None,
-            place,
-            token.drain_guard(),
-        ));
-    }
-    found
 }
 
 impl Shared {
