@@ -309,28 +309,7 @@ impl TlsConfig {
             .map_err(|err| Error::other(format!("TLS versions: {err}")))?;
         let builder = match &self.client_ca {
             None => builder.with_no_client_auth(),
-            Some(path) => {
-                let (bundle, _) = certs::read_certificates(path, "client CA bundle")?;
-                let mut roots = rustls::RootCertStore::empty();
-                for cert in bundle {
-                    roots.add(cert).map_err(|err| {
-                        Error::file(
-                            "client CA bundle",
-                            path,
-                            format!("holds a certificate rustls cannot use ({err})"),
-                        )
-                    })?;
-                }
-                let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    Arc::clone(&provider),
-                )
-                .build()
-                .map_err(|err| {
-                    Error::file("client CA bundle", path, format!("unusable ({err})"))
-                })?;
-                builder.with_client_cert_verifier(verifier)
-            }
+            Some(path) => builder.with_client_cert_verifier(client_verifier(path, &provider)?),
         };
         let mut config = builder.with_cert_resolver(
             Arc::clone(&resolver) as Arc<dyn rustls::server::ResolvesServerCert>
@@ -374,6 +353,28 @@ impl TlsConfig {
             }),
         })
     }
+}
+
+/// Mutual TLS: the verifier of client certificates against the bundle at
+/// `path`.
+fn client_verifier(
+    path: &Path,
+    provider: &Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, Error> {
+    let (bundle, _) = certs::read_certificates(path, "client CA bundle")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in bundle {
+        roots.add(cert).map_err(|err| {
+            Error::file(
+                "client CA bundle",
+                path,
+                format!("holds a certificate rustls cannot use ({err})"),
+            )
+        })?;
+    }
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(provider))
+        .build()
+        .map_err(|err| Error::file("client CA bundle", path, format!("unusable ({err})")))
 }
 
 fn load_all(
