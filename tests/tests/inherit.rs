@@ -143,3 +143,60 @@ fn systemd_socket_activate_hands_its_socket_over() {
         assert_eq!(status.code(), Some(0), "{example}: {}", child.output());
     }
 }
+
+/// Opens two listening sockets and a socket pair, all inheritable, names
+/// them in the upgrade variables with a descriptor that is not open between
+/// them, and execs the probe: what an old process passes, with one
+/// descriptor gone bad.
+const HAND_OVER_ONE_BAD: &str = r#"
+import os, socket, sys
+exe = sys.argv[1]
+keep = []
+for _ in range(2):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(16)
+    s.set_inheritable(True)
+    keep.append(s)
+ours, theirs = socket.socketpair()
+theirs.set_inheritable(True)
+first, last, control = keep[0].fileno(), keep[1].fileno(), theirs.fileno()
+bad = 900
+print("fds", first, last, control, flush=True)
+os.environ.update(
+    SEAWORTHY_UPGRADE_FDS=f"{first}:a:0,{bad}:b:0,{last}:c:0",
+    SEAWORTHY_UPGRADE_CONTROL=str(control),
+    SEAWORTHY_UPGRADE_PARENT=str(os.getppid()),
+)
+os.execv(exe, [exe])
+"#;
+
+#[test]
+fn a_bad_descriptor_in_a_hand_over_leaves_none_of_the_others_open() {
+    let output = Command::new(python())
+        .args(["-c", HAND_OVER_ONE_BAD])
+        .arg(env!("CARGO_BIN_EXE_adopt_probe"))
+        .output()
+        .expect("python3 runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = |prefix: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {text}"))
+            .to_owned()
+    };
+    let passed: Vec<String> = line("fds ").split(' ').map(str::to_owned).collect();
+    let error = line("error: ");
+    assert!(
+        error.contains("900") && error.contains("not open"),
+        "{error}"
+    );
+    let open = line("open: ");
+    let open: Vec<&str> = open.split(',').collect();
+    for fd in &passed {
+        assert!(
+            !open.contains(&fd.as_str()),
+            "descriptor {fd} was left open after the failed adoption: {open:?}"
+        );
+    }
+}

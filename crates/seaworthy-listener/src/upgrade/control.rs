@@ -140,11 +140,19 @@ pub(crate) fn from_exec_env() -> Result<Option<Handed>, Error> {
         .and_then(|fd| fd.trim().parse().ok())
         .ok_or_else(|| invalid(format!("{ENV_CONTROL} is not a descriptor")))?;
     let entries = parse(fds.as_deref().unwrap_or_default(), true).map_err(invalid)?;
-    let mut passed = Vec::with_capacity(entries.len());
-    for (fd, name, exclusive) in entries {
-        let fd = crate::sys::adopt_fd(fd).map_err(|err| {
+    // Every descriptor (the control one too) is owned before any error
+    // returns: those already owned then close with it, and none named
+    // after a bad one is left open and unowned.
+    let adopted: Vec<_> = entries
+        .into_iter()
+        .map(|(fd, name, exclusive)| (fd, crate::sys::adopt_fd(fd), name, exclusive))
+        .collect();
+    let control = crate::sys::adopt_fd(control);
+    let mut passed = Vec::with_capacity(adopted.len());
+    for (raw, fd, name, exclusive) in adopted {
+        let fd = fd.map_err(|err| {
             Error::inherit(
-                format!("handed-over descriptor {fd} ({name:?}) is not open"),
+                format!("handed-over descriptor {raw} ({name:?}) is not open"),
                 Some(err),
             )
         })?;
@@ -156,7 +164,7 @@ pub(crate) fn from_exec_env() -> Result<Option<Handed>, Error> {
             exclusive,
         });
     }
-    let control = crate::sys::adopt_fd(control).map_err(|err| {
+    let control = control.map_err(|err| {
         Error::inherit(
             "the upgrade control descriptor is not open".to_owned(),
             Some(err),
@@ -207,11 +215,13 @@ pub(crate) fn request_handoff(path: &Path, timeout: Duration) -> Result<Option<H
         }
         (message.bytes, raw)
     };
-    // Own every descriptor at once, so that an error closes them.
-    let mut fds = Vec::with_capacity(raw.len());
-    for fd in raw {
-        fds.push(crate::sys::adopt_fd(fd).map_err(|err| failed(err.to_string()))?);
-    }
+    // Own every descriptor before any error returns, so that an error
+    // closes them all (not only those before it).
+    let adopted: Vec<_> = raw.into_iter().map(crate::sys::adopt_fd).collect();
+    let fds = adopted
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| failed(err.to_string()))?;
     let text = String::from_utf8_lossy(&buf[..len]);
     let line = text.trim_end();
     if let Some(why) = line.strip_prefix("busy") {
@@ -489,14 +499,23 @@ async fn hand_over(upgrader: &Upgrader, stream: UnixStream, owner: Option<u32>) 
     .await;
     match result {
         Ok(()) => {
-            std::mem::forget(claim);
+            claim.step_down();
             upgrader.token().trigger(ShutdownReason::Upgrade);
             tracing::info!(pid, "hand-over: the new process took over; draining");
         }
         Err(err) => {
-            let _ = channel.send(&format!("abort {err}")).await;
+            // The new process prints it: the whole chain, in one line.
+            let reason = match std::error::Error::source(&err) {
+                Some(source) => format!("{err}: {source}"),
+                None => err.to_string(),
+            };
+            let _ = channel.send(&format!("abort {reason}")).await;
             notify::send(&[notify::State::Ready]);
-            tracing::warn!(pid, error = %err, "hand-over failed; still serving");
+            tracing::warn!(
+                pid,
+                error = &err as &(dyn std::error::Error + 'static),
+                "hand-over failed; still serving"
+            );
         }
     }
 }

@@ -421,18 +421,21 @@ impl Upgrader {
         let result = self.try_upgrade().await;
         match &result {
             Ok(pid) => tracing::info!(pid, "upgrade: the new process took over; draining"),
-            Err(err) => tracing::warn!(error = %err, "upgrade failed; still serving"),
+            // As an error: subscribers print its source (the I/O error).
+            Err(err) => tracing::warn!(
+                error = err as &(dyn std::error::Error + 'static),
+                "upgrade failed; still serving"
+            ),
         }
         result
     }
 
     async fn try_upgrade(&self) -> Result<u32, UpgradeError> {
-        let _claim = self.claim()?;
+        let claim = self.claim()?;
         notify::send(&[notify::State::Reloading, notify::State::MonotonicNow]);
         match self.exec_child().await {
             Ok(pid) => {
-                // This process steps down: no further upgrade.
-                std::mem::forget(_claim);
+                claim.step_down();
                 Ok(pid)
             }
             Err(err) => {
@@ -453,7 +456,7 @@ impl Upgrader {
         if self.inner.busy.swap(true, Ordering::AcqRel) {
             return Err(UpgradeError::InProgress);
         }
-        Ok(Claim(&self.inner.busy))
+        Ok(Claim(Some(&self.inner.busy)))
     }
 
     async fn exec_child(&self) -> Result<u32, UpgradeError> {
@@ -551,11 +554,25 @@ async fn rollback(mut child: tokio::process::Child, err: UpgradeError) -> Upgrad
 }
 
 /// The upgrade slot, released when dropped.
-struct Claim<'a>(&'a AtomicBool);
+/// The one upgrade slot, taken: given back when dropped (the upgrade
+/// failed, this process serves on), or kept for good with
+/// [`step_down`](Self::step_down).
+struct Claim<'a>(Option<&'a AtomicBool>);
+
+impl Claim<'_> {
+    /// The new process took over: this one steps down, and the slot stays
+    /// taken for the rest of its life, so no second upgrade (or hand-over)
+    /// starts from a process that is draining.
+    fn step_down(mut self) {
+        self.0 = None;
+    }
+}
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        if let Some(busy) = self.0 {
+            busy.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -602,7 +619,8 @@ impl fmt::Display for UpgradeError {
             UpgradeError::InProgress => f.write_str("an upgrade is already under way"),
             UpgradeError::NotReady => f.write_str("this process is not ready yet"),
             UpgradeError::ShuttingDown => f.write_str("this process is shutting down"),
-            UpgradeError::Spawn(err) => write!(f, "cannot start the new program: {err}"),
+            // The I/O error is the source, not repeated here.
+            UpgradeError::Spawn(_) => f.write_str("cannot start the new program"),
             UpgradeError::Exited(status) => {
                 write!(f, "the new process exited before it was ready ({status})")
             }
@@ -618,7 +636,7 @@ impl fmt::Display for UpgradeError {
             UpgradeError::Aborted => {
                 f.write_str("the shutdown began while the new process was starting; killed it")
             }
-            UpgradeError::Io(err) => write!(f, "the hand-over channel failed: {err}"),
+            UpgradeError::Io(_) => f.write_str("the hand-over channel failed"),
         }
     }
 }
@@ -629,5 +647,32 @@ impl std::error::Error for UpgradeError {
             UpgradeError::Spawn(err) | UpgradeError::Io(err) => Some(err),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_with_a_source_says_it_once() {
+        let err = UpgradeError::Spawn(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let text = err.to_string();
+        let source = std::error::Error::source(&err)
+            .expect("the I/O error")
+            .to_string();
+        assert_eq!(text, "cannot start the new program");
+        assert!(!text.contains(&source), "{text} / {source}");
+        assert!(std::error::Error::source(&UpgradeError::NotReady).is_none());
+    }
+
+    #[test]
+    fn a_claim_is_given_back_unless_the_process_steps_down() {
+        let busy = AtomicBool::new(true);
+        drop(Claim(Some(&busy)));
+        assert!(!busy.load(Ordering::Acquire));
+        busy.store(true, Ordering::Release);
+        Claim(Some(&busy)).step_down();
+        assert!(busy.load(Ordering::Acquire));
     }
 }
