@@ -302,8 +302,6 @@ impl Entry {
     }
 }
 
-/// Runs a claimed check once, in a task of its own, under its timeout.
-
 /// Starts the runs the checks need (an on-demand check whose result is
 /// older than its TTL, not running yet) and returns what to wait for: each
 /// check without a fresh result, with its run counter as it stood.
@@ -393,6 +391,7 @@ fn latest(entry: &Entry, now: Instant) -> (CheckResult, Option<SystemTime>, Opti
     }
 }
 
+/// Runs a claimed check once, in a task of its own, under its timeout.
 async fn run(entry: Arc<Entry>) {
     let check = &entry.check;
     let started = Instant::now();
