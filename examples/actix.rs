@@ -165,7 +165,7 @@ async fn main() -> ExitCode {
     };
     let upgrader = match Upgrader::builder()
         .ready_timeout(settings.upgrade_timeout)
-        .build(&shutdown.token())
+        .build(&shutdown.handle())
     {
         Ok(upgrader) => upgrader,
         Err(err) => {

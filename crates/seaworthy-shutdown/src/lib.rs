@@ -134,6 +134,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod handle;
 mod phase;
 mod reason;
 mod report;
@@ -143,6 +144,7 @@ mod task;
 mod token;
 
 pub use builder::{BuildError, Builder};
+pub use handle::ShutdownHandle;
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal, TaskFailure};
 pub use report::{

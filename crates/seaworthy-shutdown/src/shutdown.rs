@@ -263,6 +263,15 @@ impl Shutdown {
         ShutdownToken::new(Arc::clone(&self.inner))
     }
 
+    /// A handle that may [`trigger`](crate::ShutdownHandle::trigger) the shutdown
+    /// and [`spawn`](crate::ShutdownHandle::spawn) tracked tasks, for a component
+    /// that acts on the shutdown without owning it (an upgrader, an admin
+    /// endpoint). Workers get a [`token`](Self::token) instead: it only
+    /// observes.
+    pub fn handle(&self) -> crate::ShutdownHandle {
+        crate::ShutdownHandle::new(Arc::clone(&self.inner))
+    }
+
     /// Starts a graceful shutdown, as the first signal would. Returns `false`
     /// (and changes nothing) when a shutdown has already started.
     ///

@@ -12,8 +12,17 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 use crate::shutdown::Inner;
 use crate::{Phase, ShutdownReason};
 
-/// A cheap, clonable handle on a [`Shutdown`](crate::Shutdown), for workers,
-/// subsystems and the components that take part in the phases.
+/// A cheap, clonable view of a [`Shutdown`](crate::Shutdown), for workers,
+/// subsystems and the components that take part in the phases: it
+/// observes. Triggering and spawning belong to the
+/// [`Shutdown`](crate::Shutdown) and its [`ShutdownHandle`](crate::ShutdownHandle).
+///
+/// **Readiness follows [`is_shutting_down`](Self::is_shutting_down), never
+/// [`is_cancelled`](Self::is_cancelled).** A token is cancelled only when
+/// the [`Cancelling`](Phase::Cancelling) phase starts, after the drain: a
+/// readiness probe that waited for it would keep the load balancer sending
+/// traffic through the whole drain. `is_shutting_down` is true from the
+/// trigger on.
 ///
 /// Its [`cancelled`](Self::cancelled) future resolves when the
 /// [`Cancelling`](Phase::Cancelling) phase starts, after the drain: workers
@@ -105,8 +114,8 @@ impl ShutdownToken {
     }
 
     /// Cancels this token and its children, not its parent nor the process:
-    /// to stop a subsystem. Use [`trigger`](Self::trigger) to shut the
-    /// process down.
+    /// to stop a subsystem. To shut the process down, trigger the
+    /// [`Shutdown`](crate::Shutdown) or a [`ShutdownHandle`](crate::ShutdownHandle).
     pub fn cancel(&self) {
         self.cancel.cancel();
     }
@@ -119,6 +128,9 @@ impl ShutdownToken {
 
     /// Starts a graceful shutdown of the process; see
     /// [`Shutdown::trigger`](crate::Shutdown::trigger).
+    #[deprecated(
+        note = "a token observes; trigger through the Shutdown or a ShutdownHandle (Shutdown::handle)"
+    )]
     pub fn trigger(&self, reason: ShutdownReason) -> bool {
         self.inner.trigger(reason)
     }
@@ -231,6 +243,9 @@ impl ShutdownToken {
     }
 
     /// Spawns a tracked task; see [`Shutdown::spawn`](crate::Shutdown::spawn).
+    #[deprecated(
+        note = "a token observes; spawn through the Shutdown or a ShutdownHandle (Shutdown::handle)"
+    )]
     #[track_caller]
     pub fn spawn<F>(&self, name: impl Into<Cow<'static, str>>, future: F) -> JoinHandle<()>
     where
@@ -241,6 +256,9 @@ impl ShutdownToken {
 
     /// Spawns a tracked task whose failure triggers a shutdown; see
     /// [`Shutdown::spawn_critical`](crate::Shutdown::spawn_critical).
+    #[deprecated(
+        note = "a token observes; spawn through the Shutdown or a ShutdownHandle (Shutdown::handle)"
+    )]
     #[track_caller]
     pub fn spawn_critical<F, E>(
         &self,

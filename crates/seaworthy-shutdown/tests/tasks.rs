@@ -122,13 +122,13 @@ async fn a_panicking_task_is_reported_and_does_not_trigger() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn tasks_spawned_from_tokens_are_tracked_too() {
+async fn tasks_spawned_from_a_handle_are_tracked_too() {
     let shutdown = shutdown();
-    let token = shutdown.token();
-    token.spawn("from token", pending::<()>());
+    let handle = shutdown.handle();
+    handle.spawn("from handle", pending::<()>());
     shutdown.trigger(ShutdownReason::requested("test"));
     let report = shutdown.wait().await;
-    assert_eq!(report.stragglers()[0].name(), "from token");
+    assert_eq!(report.stragglers()[0].name(), "from handle");
 }
 
 async fn a_full_shutdown_with_real_time() -> ShutdownReport {

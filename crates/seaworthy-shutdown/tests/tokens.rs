@@ -57,11 +57,12 @@ async fn a_child_token_is_cancelled_with_its_parent_and_alone() {
 }
 
 #[tokio::test]
-async fn tokens_can_trigger_the_shutdown_once() {
+async fn a_handle_triggers_the_shutdown_once_and_tokens_see_it_at_once() {
     let shutdown = Shutdown::builder().signals([]).build().unwrap();
     let token = shutdown.token();
+    let handle = shutdown.handle();
     assert!(!token.is_shutting_down());
-    assert!(token.trigger(ShutdownReason::requested("from a worker")));
+    assert!(handle.trigger(ShutdownReason::requested("from a worker")));
     // Readiness can fail at once, before `wait` moves the phase.
     assert!(token.is_shutting_down());
     assert_eq!(token.phase(), Phase::Running);
@@ -72,4 +73,36 @@ async fn tokens_can_trigger_the_shutdown_once() {
     );
     let report = shutdown.wait().await;
     assert_eq!(report.reason().to_string(), "requested: from a worker");
+}
+
+#[tokio::test]
+#[allow(deprecated)]
+async fn the_deprecated_token_trigger_still_works() {
+    let shutdown = Shutdown::builder().signals([]).build().unwrap();
+    let token = shutdown.token();
+    assert!(token.trigger(ShutdownReason::requested("old code")));
+    assert!(
+        !shutdown
+            .handle()
+            .trigger(ShutdownReason::requested("second"))
+    );
+    assert_eq!(token.reason(), Some(ShutdownReason::requested("old code")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn readiness_follows_is_shutting_down_not_is_cancelled() {
+    let shutdown = Shutdown::builder()
+        .signals([])
+        .drain_delay(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let token = shutdown.token();
+    shutdown.trigger(ShutdownReason::requested("deploy"));
+    let wait = tokio::spawn(shutdown.wait());
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    // Draining: a readiness probe must fail now, while workers run on.
+    assert!(token.is_shutting_down());
+    assert!(!token.is_cancelled());
+    assert!(wait.await.unwrap().is_clean());
+    assert!(token.is_cancelled());
 }

@@ -13,7 +13,7 @@ fn main() {
         .expect("a runtime");
     runtime.block_on(async {
         let shutdown = Shutdown::builder().signals([]).build().expect("a shutdown");
-        match Upgrader::builder().signal(None).build(&shutdown.token()) {
+        match Upgrader::builder().signal(None).build(&shutdown.handle()) {
             Ok(_) => println!("built"),
             Err(err) => println!("error: {err}"),
         }

@@ -500,7 +500,7 @@ async fn hand_over(upgrader: &Upgrader, stream: UnixStream, owner: Option<u32>) 
     match result {
         Ok(()) => {
             claim.step_down();
-            upgrader.token().trigger(ShutdownReason::Upgrade);
+            upgrader.shutdown().trigger(ShutdownReason::Upgrade);
             tracing::info!(pid, "hand-over: the new process took over; draining");
         }
         Err(err) => {

@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use seaworthy_shutdown::{Phase, ShutdownReason, ShutdownToken};
+use seaworthy_shutdown::{Phase, ShutdownHandle, ShutdownReason, ShutdownToken};
 use tokio::signal::unix::SignalKind;
 use tokio_util::sync::CancellationToken;
 
@@ -151,7 +151,11 @@ impl UpgraderBuilder {
     /// # Panics
     ///
     /// Outside a tokio runtime.
-    pub fn build(self, token: &ShutdownToken) -> Result<Upgrader, Error> {
+    ///
+    /// It takes a [`ShutdownHandle`] (from `Shutdown::handle`), not a token:
+    /// an upgrade that succeeds triggers this process's shutdown.
+    pub fn build(self, shutdown: &ShutdownHandle) -> Result<Upgrader, Error> {
+        let token = &shutdown.token();
         if let Some(path) = &self.handoff_socket {
             control::check_handoff_path(path)?;
         }
@@ -189,6 +193,7 @@ impl UpgraderBuilder {
         }
         let inner = Arc::new(Inner {
             token: token.clone(),
+            shutdown: shutdown.clone(),
             ready_timeout: self.ready_timeout,
             program,
             args,
@@ -246,7 +251,7 @@ impl UpgraderBuilder {
 /// # async fn run(router: axum::Router) -> Result<(), Box<dyn std::error::Error>> {
 /// let shutdown = Shutdown::builder().build()?;
 /// // Takes over the sockets of the process that started this one, if any.
-/// let upgrader = Upgrader::builder().build(&shutdown.token())?;
+/// let upgrader = Upgrader::builder().build(&shutdown.handle())?;
 /// let listener = upgrader.listener("http", Bind::tcp("127.0.0.1:8000".parse()?))?;
 /// shutdown.spawn("http", Server::new().serve(listener, router, shutdown.token()));
 /// // ... once the health checks pass:
@@ -262,6 +267,8 @@ pub struct Upgrader {
 
 struct Inner {
     token: ShutdownToken,
+    /// Triggers the shutdown once the new process has taken over.
+    shutdown: ShutdownHandle,
     ready_timeout: Duration,
     program: PathBuf,
     args: Vec<OsString>,
@@ -500,7 +507,7 @@ impl Upgrader {
                 if let Err(err) = channel.go().await {
                     return Err(rollback(child, UpgradeError::Io(err)).await);
                 }
-                self.inner.token.trigger(ShutdownReason::Upgrade);
+                self.inner.shutdown.trigger(ShutdownReason::Upgrade);
                 // The child outlives this process; tokio reaps it if it
                 // exits first.
                 drop(child);
@@ -518,6 +525,10 @@ impl Upgrader {
 
     pub(crate) fn token(&self) -> &ShutdownToken {
         &self.inner.token
+    }
+
+    pub(crate) fn shutdown(&self) -> &ShutdownHandle {
+        &self.inner.shutdown
     }
 
     pub(crate) fn ready_timeout(&self) -> Duration {

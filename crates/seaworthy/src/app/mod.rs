@@ -475,7 +475,7 @@ impl App {
         if let Some(path) = &settings.upgrade_socket {
             upgrader = upgrader.handoff_socket(path);
         }
-        let upgrader = match upgrader.build(&shutdown.token()) {
+        let upgrader = match upgrader.build(&shutdown.handle()) {
             Ok(upgrader) => upgrader,
             Err(err) if err.is_config() => {
                 eprintln!("invalid configuration: 1 problem\n  UPGRADE_SOCKET: {err}");
