@@ -1,11 +1,8 @@
-use std::borrow::Cow;
-use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
@@ -126,15 +123,6 @@ impl ShutdownToken {
         &self.cancel
     }
 
-    /// Starts a graceful shutdown of the process; see
-    /// [`Shutdown::trigger`](crate::Shutdown::trigger).
-    #[deprecated(
-        note = "a token observes; trigger through the Shutdown or a ShutdownHandle (Shutdown::handle)"
-    )]
-    pub fn trigger(&self, reason: ShutdownReason) -> bool {
-        self.inner.trigger(reason)
-    }
-
     /// The current phase.
     pub fn phase(&self) -> Phase {
         *self.inner.phase.borrow()
@@ -240,36 +228,6 @@ impl ShutdownToken {
         DrainGuard {
             _token: self.inner.connections.token(),
         }
-    }
-
-    /// Spawns a tracked task; see [`Shutdown::spawn`](crate::Shutdown::spawn).
-    #[deprecated(
-        note = "a token observes; spawn through the Shutdown or a ShutdownHandle (Shutdown::handle)"
-    )]
-    #[track_caller]
-    pub fn spawn<F>(&self, name: impl Into<Cow<'static, str>>, future: F) -> JoinHandle<()>
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        self.inner.spawn(name.into(), future)
-    }
-
-    /// Spawns a tracked task whose failure triggers a shutdown; see
-    /// [`Shutdown::spawn_critical`](crate::Shutdown::spawn_critical).
-    #[deprecated(
-        note = "a token observes; spawn through the Shutdown or a ShutdownHandle (Shutdown::handle)"
-    )]
-    #[track_caller]
-    pub fn spawn_critical<F, E>(
-        &self,
-        name: impl Into<Cow<'static, str>>,
-        future: F,
-    ) -> JoinHandle<()>
-    where
-        F: Future<Output = Result<(), E>> + Send + 'static,
-        E: Into<Box<dyn Error + Send + Sync>>,
-    {
-        self.inner.spawn_critical(name.into(), future)
     }
 }
 

@@ -75,20 +75,6 @@ async fn a_handle_triggers_the_shutdown_once_and_tokens_see_it_at_once() {
     assert_eq!(report.reason().to_string(), "requested: from a worker");
 }
 
-#[tokio::test]
-#[allow(deprecated)]
-async fn the_deprecated_token_trigger_still_works() {
-    let shutdown = Shutdown::builder().signals([]).build().unwrap();
-    let token = shutdown.token();
-    assert!(token.trigger(ShutdownReason::requested("old code")));
-    assert!(
-        !shutdown
-            .handle()
-            .trigger(ShutdownReason::requested("second"))
-    );
-    assert_eq!(token.reason(), Some(ShutdownReason::requested("old code")));
-}
-
 #[tokio::test(start_paused = true)]
 async fn readiness_follows_is_shutting_down_not_is_cancelled() {
     let shutdown = Shutdown::builder()
