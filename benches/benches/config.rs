@@ -6,8 +6,6 @@
 //! `cargo bench -p seaworthy-benches --bench config`; results in
 //! `docs/benchmarks.md`.
 
-use std::time::Duration;
-
 use criterion::{Criterion, criterion_group, criterion_main};
 use seaworthy::config::Loader;
 
@@ -156,9 +154,7 @@ fn load(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = seaworthy_benches::criterion();
     targets = load
 }
 criterion_main!(benches);

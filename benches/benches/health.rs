@@ -101,9 +101,7 @@ fn uncached(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = seaworthy_benches::criterion();
     targets = in_process, over_http, uncached
 }
 criterion_main!(benches);

@@ -175,7 +175,8 @@ fn memory(_: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
+    config = seaworthy_benches::criterion()
+        // 24 functions: shorter runs.
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
     targets = memory, keyed

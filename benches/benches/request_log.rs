@@ -73,5 +73,9 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = seaworthy_benches::criterion();
+    targets = bench
+}
 criterion_main!(benches);

@@ -5,7 +5,6 @@
 //! `docs/benchmarks.md`.
 
 use std::hint::black_box;
-use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use seaworthy::shutdown::Shutdown;
@@ -95,9 +94,7 @@ fn tokens(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3));
+    config = seaworthy_benches::criterion();
     targets = spawn, tokens
 }
 criterion_main!(benches);

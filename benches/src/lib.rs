@@ -5,6 +5,15 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
+/// The criterion configuration every criterion bench here uses: 1 s of
+/// warm-up, 3 s of measurement per function (criterion's own 3 s and 5 s
+/// make the suite's 60-odd functions take too long on two cores).
+pub fn criterion() -> criterion::Criterion {
+    criterion::Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+}
+
 /// A multi-thread tokio runtime with two workers, for criterion's async
 /// benches.
 ///
