@@ -330,7 +330,8 @@ fn a_renamed_pair_is_served_within_2s_sighup_reloads_and_a_half_written_one_is_r
         served_leaf(addr) == leaf_of(&second)
     })
     .expect("the renamed pair is served");
-    assert!(took < Duration::from_secs(2), "served after {took:?}");
+    // The watch, not the 10 s poll (with slack for a loaded machine).
+    assert!(took < Duration::from_secs(6), "served after {took:?}");
 
     // Rewritten where the watch does not look: SIGHUP reloads.
     let third = setup.ca.server(&["localhost"], Validity::Current);

@@ -123,7 +123,7 @@ async fn max_requests_closes_the_connection_after_the_last_one() {
 #[tokio::test]
 async fn idle_connections_are_closed_after_the_keep_alive_timeout() {
     let running = start(
-        Server::new().keep_alive_timeout(Duration::from_secs(1)),
+        Server::new().keep_alive_timeout(Duration::from_secs(3)),
         Duration::ZERO,
     )
     .await;
@@ -138,11 +138,12 @@ async fn idle_connections_are_closed_after_the_keep_alive_timeout() {
         .await
         .expect("closed by the keep-alive timeout")
         .unwrap();
-    // After the timeout, and well before twice it (the write that answered
-    // the request was once stamped at the idle check's time: 2 s).
+    // After the timeout, and before twice it (the write that answered the
+    // request was once stamped at the idle check's time: 6 s); 2 s of slack
+    // for a loaded machine.
     let idle = started.elapsed();
-    assert!(idle >= Duration::from_millis(900), "{idle:?}");
-    assert!(idle < Duration::from_millis(1800), "{idle:?}");
+    assert!(idle >= Duration::from_millis(2900), "{idle:?}");
+    assert!(idle < Duration::from_secs(5), "{idle:?}");
     assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
     assert_eq!(running.counters.snapshot().idle_closed, 1);
     running.shutdown.trigger(ShutdownReason::requested("test"));

@@ -132,9 +132,11 @@ async fn tasks_spawned_from_a_handle_are_tracked_too() {
 }
 
 async fn a_full_shutdown_with_real_time() -> ShutdownReport {
+    // A budget far above the work: the shutdown must end when the work
+    // does, not at the budget.
     let shutdown = Shutdown::builder()
         .signals([])
-        .timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
         .drain_delay(Duration::from_millis(50))
         .build()
         .unwrap();
@@ -155,7 +157,7 @@ async fn works_on_the_current_thread_runtime() {
     let report = a_full_shutdown_with_real_time().await;
     assert!(report.is_clean(), "{report}");
     assert!(report.total() >= Duration::from_millis(80), "{report}");
-    assert!(report.total() < Duration::from_secs(2), "{report}");
+    assert!(report.total() < Duration::from_secs(10), "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +165,7 @@ async fn works_on_the_multi_thread_runtime() {
     let report = a_full_shutdown_with_real_time().await;
     assert!(report.is_clean(), "{report}");
     assert!(report.total() >= Duration::from_millis(80), "{report}");
-    assert!(report.total() < Duration::from_secs(2), "{report}");
+    assert!(report.total() < Duration::from_secs(10), "{report}");
 }
 
 #[test]
