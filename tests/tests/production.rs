@@ -151,18 +151,18 @@ fn the_drain_answers_in_flight_work_and_closes_idle_connections_promptly() {
         // accepting stopping (250 ms; 10 s allowed for a loaded machine), not
         // at the 30 s budget.
         for conn in idle.iter_mut().chain([&mut never_used]) {
-            let waited = conn.wait_closed(Duration::from_secs(20)).unwrap_or_else(|| {
-                panic!(
-                    "an idle connection stayed open; output:\n{}",
-                    child.output()
-                )
-            });
-            assert!(
-                stopped.elapsed() < Duration::from_secs(10) || waited < Duration::from_secs(10)
-            );
+            let waited = conn
+                .wait_closed(Duration::from_secs(20))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "an idle connection stayed open; output:\n{}",
+                        child.output()
+                    )
+                });
+            assert!(waited < Duration::from_secs(10), "waited {waited:?}");
         }
         assert!(
-            stopped.elapsed() < Duration::from_secs(4),
+            stopped.elapsed() < Duration::from_secs(10),
             "idle connections took {:?}",
             stopped.elapsed()
         );
