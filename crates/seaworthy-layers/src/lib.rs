@@ -107,8 +107,11 @@
 //! The in-memory [`MemoryStore`](store::MemoryStore) is a table of 8-way
 //! sets, 24 bytes a key, that grows with the keys up to a fixed cap: a
 //! flood of ten million distinct keys cannot take it past the cap, and a
-//! client that keeps sending keeps its state. The clock is monotonic (`CLOCK_MONOTONIC_COARSE` on Linux, never a
-//! TSC) and injectable.
+//! client that keeps sending keeps its state. Checks of a key it holds take
+//! no lock (a seqlock-validated slot and a compare-and-swap); a loom model
+//! (`rate_limit/store/model.rs`, run by CI) checks racers on one key, a
+//! check racing a growth and one racing an eviction. The clock is monotonic
+//! (`CLOCK_MONOTONIC_COARSE` on Linux, never a TSC) and injectable.
 //! The [`Store`](store::Store) trait is the seam for a shared store:
 //! `RedisStore` (feature `redis`, module `redis_store`) holds one quota for
 //! every replica, one round trip per decision, with a local fallback while
@@ -130,9 +133,9 @@
 //! TSC clock by default (#299), and takes 69 bytes per IPv4 key (25 here).
 //! tower_governor's "smart" extractor believes the leftmost
 //! `X-Forwarded-For`, so a forged header buys a fresh bucket per request;
-//! here only trusted proxies' headers count, from the right. governor is
-//! faster on small key sets (lock-free per-key state); see
-//! docs/benchmarks.md. Neither shares a limit between replicas.
+//! here only trusted proxies' headers count, from the right. Both are
+//! lock-free for a known key; see docs/benchmarks.md for the side-by-side
+//! times (0.34–0.85× governor's). Neither shares a limit between replicas.
 //!
 //! # Comparison with redis-cell, express-rate-limit's Redis store and Envoy
 //!

@@ -36,6 +36,10 @@ use crate::{Decision, Quota};
 /// takes the mutex path instead: no update is lost to a rewrite or a
 /// growth.
 ///
+/// The lock-free paths are model-checked with loom (`model.rs`: racers on
+/// one key, a check racing a growth, a check racing an eviction; it found
+/// the ABA that `update`'s key re-read after the swap now closes).
+///
 /// A key's state is its theoretical arrival time in microseconds (48 bits:
 /// 8.9 years of uptime), rounded up so that debt is never forgotten, and
 /// the second it was last seen (16 bits, for eviction).
