@@ -140,7 +140,6 @@ async fn drive<S: HttpService<B>, B: ServedBody>(
         retirement,
         body_waits,
         timer,
-        waker: Waker::from(Arc::clone(&control_waker)),
         state: &state,
         shared,
         max_age_at: config
@@ -150,6 +149,7 @@ async fn drive<S: HttpService<B>, B: ServedBody>(
         close_idle: false,
         shut_down: false,
     };
+    let waker = Waker::from(Arc::clone(&control_waker));
     let mut registered = false;
     let end = poll_fn(|cx| {
         if !registered {
@@ -157,7 +157,7 @@ async fn drive<S: HttpService<B>, B: ServedBody>(
             control_waker.register(cx.waker());
         }
         if control_waker.take()
-            && let Some(end) = control.look(conn.as_mut())
+            && let Some(end) = control.look(&waker, conn.as_mut())
         {
             return Poll::Ready(end);
         }
@@ -206,7 +206,6 @@ struct Control<'p, 's> {
     body_waits: Pin<&'p mut Notified<'s>>,
     /// Set to the next moment something may be due.
     timer: Pin<&'p mut Sleep>,
-    waker: Waker,
     state: &'s ConnState,
     shared: &'s Shared,
     max_age_at: Option<Instant>,
@@ -222,9 +221,10 @@ impl Control<'_, '_> {
     /// Looks at every event: the connection's end when one ends it (the
     /// shutdown's cut, a body stalled past the write timeout); otherwise
     /// retires, closes an idle connection, and sets the timer.
-    fn look<C: GracefulShutdown>(&mut self, mut conn: Pin<&mut C>) -> Option<End> {
-        let waker = self.waker.clone();
-        let mut cx = Context::from_waker(&waker);
+    /// `waker` is the events' own, so that they wake the connection
+    /// through [`ControlWaker`].
+    fn look<C: GracefulShutdown>(&mut self, waker: &Waker, mut conn: Pin<&mut C>) -> Option<End> {
+        let mut cx = Context::from_waker(waker);
         if self.cut.as_mut().poll(&mut cx).is_ready() {
             self.state.close_hard();
             return Some(End::Cut);
