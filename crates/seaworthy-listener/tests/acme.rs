@@ -45,6 +45,17 @@ fn free_port() -> u16 {
 }
 
 /// A shutdown of the test's own: no signals, no drain delay.
+/// Serves `GET /` → `hello` over `tls` on `listener` until the shutdown.
+fn serve_hello(listener: Listener, tls: &Tls, shutdown: &Shutdown) {
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+    shutdown.spawn(
+        "https",
+        Server::new()
+            .tls(tls.clone())
+            .serve(listener, router, shutdown.token()),
+    );
+}
+
 fn shutdown() -> Shutdown {
     Shutdown::builder()
         .signals([])
@@ -75,13 +86,7 @@ async fn a_certificate_is_obtained_through_tls_alpn_01_on_the_listener_and_passe
     );
     let tls = TlsConfig::new(cert, key).build().unwrap();
     let shutdown = shutdown();
-    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
-    shutdown.spawn(
-        "https",
-        Server::new()
-            .tls(tls.clone())
-            .serve(listener, router, shutdown.token()),
-    );
+    serve_hello(listener, &tls, &shutdown);
 
     let http_port = free_port();
     let pebble = Pebble::start(&dir.0, tls_port, http_port);
@@ -174,13 +179,7 @@ async fn the_first_certificate_replaces_the_placeholder_and_renewals_need_no_res
         .root_ca(&pebble.api_ca);
     let tls = config.tls(|tls| tls).unwrap();
     let shutdown = shutdown();
-    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
-    shutdown.spawn(
-        "https",
-        Server::new()
-            .tls(tls.clone())
-            .serve(listener, router, shutdown.token()),
-    );
+    serve_hello(listener, &tls, &shutdown);
     let client = certs::any_cert_client(&[b"http/1.1"]);
     let (_, issuer) = fetch(addr, &client).await.unwrap();
     assert!(issuer.contains("seaworthy ACME placeholder"), "{issuer}");
@@ -224,6 +223,24 @@ async fn the_first_certificate_replaces_the_placeholder_and_renewals_need_no_res
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     eprintln!("first certificate served after {:?}", started.elapsed());
+    // The CA was asked for its renewal window (ARI) for this pair: Debian's
+    // Pebble offers none, so the 2/3 rule stands (the whole path ran: the
+    // pair read back, the account loaded, the CA's directory asked).
+    let asked = Instant::now();
+    while acme.status().window == acme::RenewalWindow::NotAsked {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            acme.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        acme.status().window,
+        acme::RenewalWindow::NotOffered,
+        "{:?}",
+        acme.status()
+    );
     let renewed_at = Instant::now();
     loop {
         let (leaf, issuer) = fetch(addr, &client).await.unwrap();
@@ -259,13 +276,7 @@ fn replica(port: u16, config: &AcmeConfig, shutdown: &Shutdown) -> (Tls, Acme) {
         .bind()
         .unwrap();
     let tls = config.tls(|tls| tls).unwrap();
-    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
-    shutdown.spawn(
-        "https",
-        Server::new()
-            .tls(tls.clone())
-            .serve(listener, router, shutdown.token()),
-    );
+    serve_hello(listener, &tls, shutdown);
     let acme = Acme::new(config.clone(), tls.clone());
     shutdown.spawn("acme", acme.clone().run(shutdown.token()));
     (tls, acme)
@@ -381,13 +392,7 @@ async fn until_issued_refuse_answers_only_the_ca_before_the_first_certificate() 
     let listener = Listener::bind(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
     let tls = config.tls(|tls| tls).unwrap();
     let shutdown = shutdown();
-    let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
-    shutdown.spawn(
-        "https",
-        Server::new()
-            .tls(tls.clone())
-            .serve(listener, router, shutdown.token()),
-    );
+    serve_hello(listener, &tls, &shutdown);
     let acme = Acme::new(config, tls.clone());
     let client = certs::any_cert_client(&[b"http/1.1"]);
     let addr = SocketAddr::from(([127, 0, 0, 1], port));

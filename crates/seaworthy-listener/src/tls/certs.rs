@@ -310,7 +310,7 @@ pub(crate) fn covers(names: &[String], name: &str) -> bool {
     })
 }
 
-fn time_of(timestamp: i64) -> SystemTime {
+pub(crate) fn time_of(timestamp: i64) -> SystemTime {
     if timestamp >= 0 {
         UNIX_EPOCH + Duration::from_secs(timestamp.unsigned_abs())
     } else {

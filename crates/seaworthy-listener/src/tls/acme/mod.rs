@@ -32,7 +32,7 @@ mod renew;
 
 pub use lock::{FileLock, LOCK_TTL, LockFuture, OrderLock};
 pub use order::order;
-pub use renew::{Acme, AcmeStatus};
+pub use renew::{Acme, AcmeStatus, RenewalWindow};
 
 use super::Tls;
 

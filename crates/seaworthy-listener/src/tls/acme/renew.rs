@@ -21,6 +21,32 @@ pub struct AcmeStatus {
     pub failures: u32,
     /// Orders that gave a certificate, since start.
     pub certificates: u64,
+    /// What the CA said of the renewal window for the pair in force.
+    pub window: RenewalWindow,
+}
+
+/// The CA's renewal window (ARI, RFC 9773) for the pair in force, as last
+/// asked.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RenewalWindow {
+    /// Not asked: no certificate from the CA in force yet.
+    #[default]
+    NotAsked,
+    /// The CA's window: renewal at this replica's point in it (at once
+    /// once it has begun).
+    Offered {
+        /// When the window begins.
+        start: SystemTime,
+        /// When it ends.
+        end: SystemTime,
+    },
+    /// The CA offers no ARI: renewal at 2/3 of the lifetime (asked again
+    /// in a day).
+    NotOffered,
+    /// Asking failed (why): the 2/3 rule meanwhile, asked again within the
+    /// hour.
+    Failed(String),
 }
 
 /// Keeps a [`Tls`] supplied with certificates from an ACME CA: orders the
@@ -54,9 +80,8 @@ struct AcmeInner {
 struct Ari {
     /// The pair it is about (its validity identifies it here).
     pair: (SystemTime, SystemTime),
-    /// When to renew: this replica's point in the window; `None` when the
-    /// CA offers no window (or could not be asked).
-    at: Option<SystemTime>,
+    /// What the CA said.
+    window: RenewalWindow,
     /// When to ask again.
     ask_again: SystemTime,
 }
@@ -89,11 +114,9 @@ impl RateCap {
 }
 
 impl Acme {
-    /// Renewing `tls` (made by [`AcmeConfig::tls`]) with `config`.
+    /// Renewing `tls` (made by [`AcmeConfig::tls`], which also applies
+    /// [`UntilIssued`](super::UntilIssued)) with `config`.
     pub fn new(config: AcmeConfig, tls: Tls) -> Acme {
-        if config.until_issued == super::UntilIssued::Refuse {
-            tls.refuse_placeholder(true);
-        }
         Acme {
             inner: Arc::new(AcmeInner {
                 lock: config.lock(),
@@ -118,7 +141,12 @@ impl Acme {
 
     /// How renewal is going.
     pub fn status(&self) -> AcmeStatus {
-        self.lock().clone()
+        let mut status = self.lock().clone();
+        let pair = self.issued_pair();
+        if let Some(ari) = self.ari().as_ref().filter(|ari| Some(ari.pair) == pair) {
+            status.window = ari.window.clone();
+        }
+        status
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, AcmeStatus> {
@@ -152,8 +180,12 @@ impl Acme {
         let Some(pair) = self.issued_pair() else {
             return past;
         };
-        if let Some(Ari { at: Some(at), .. }) = self.ari().as_ref().filter(|ari| ari.pair == pair) {
-            return *at;
+        if let Some(Ari {
+            window: RenewalWindow::Offered { start, end },
+            ..
+        }) = self.ari().as_ref().filter(|ari| ari.pair == pair)
+        {
+            return in_window(*start, *end, SystemTime::now(), self.inner.jitter);
         }
         two_thirds(pair, self.inner.jitter)
     }
@@ -172,7 +204,11 @@ impl Acme {
                 () = &mut closing => return,
                 () = self.ask_window() => self.next_due(),
             };
-            let ordering = self.inner.lock.held().await;
+            // A lock in Redis may take its timeout to answer: not past Closing.
+            let ordering = tokio::select! {
+                () = &mut closing => return,
+                ordering = self.inner.lock.held() => ordering,
+            };
             tokio::select! {
                 () = &mut closing => return,
                 () = tokio::time::sleep(pause(due, ordering)) => {}
@@ -231,36 +267,33 @@ impl Acme {
         {
             return;
         }
-        let asked = tokio::time::timeout(ARI_TIMEOUT, renewal_window(&self.inner.config)).await;
-        let ari = match asked {
+        let asked =
+            tokio::time::timeout(ARI_TIMEOUT, renewal_window(&self.inner.config, pair)).await;
+        let (window, ask_again) = match asked {
             Ok(Ok(Some((start, end, retry_after)))) => {
-                let at = in_window(start, end, now, self.inner.jitter);
                 tracing::info!(window_start = ?start, window_end = ?end, "ACME: the CA's renewal window");
-                Ari {
-                    pair,
-                    at: Some(at),
-                    ask_again: now
-                        + retry_after.clamp(Duration::from_secs(60), Duration::from_secs(86_400)),
-                }
+                (
+                    RenewalWindow::Offered { start, end },
+                    retry_after.clamp(Duration::from_secs(60), Duration::from_secs(86_400)),
+                )
             }
-            Ok(Ok(None)) => Ari {
-                pair,
-                at: None,
-                ask_again: now + Duration::from_secs(86_400),
-            },
-            Ok(Err(err)) => {
-                tracing::debug!(error = %err, "ACME: no renewal window from the CA; renewing at 2/3 of the lifetime");
-                Ari {
-                    pair,
-                    at: None,
-                    ask_again: now + Duration::from_secs(3600),
-                }
-            }
-            Err(_) => Ari {
-                pair,
-                at: None,
-                ask_again: now + Duration::from_secs(3600),
-            },
+            Ok(Ok(None)) => (RenewalWindow::NotOffered, Duration::from_secs(86_400)),
+            Ok(Err(err)) => (
+                RenewalWindow::Failed(err.to_string()),
+                Duration::from_secs(3600),
+            ),
+            Err(_) => (
+                RenewalWindow::Failed(format!("no answer within {ARI_TIMEOUT:?}")),
+                Duration::from_secs(3600),
+            ),
+        };
+        if let RenewalWindow::Failed(why) = &window {
+            tracing::debug!(error = %why, "ACME: no renewal window from the CA; renewing at 2/3 of the lifetime");
+        }
+        let ari = Ari {
+            pair,
+            window,
+            ask_again: now + ask_again,
         };
         *self.ari() = Some(ari);
     }
@@ -337,10 +370,13 @@ fn in_window(start: SystemTime, end: SystemTime, now: SystemTime, jitter: f64) -
     start + width.mul_f64(jitter)
 }
 
-/// The CA's renewal window for the pair in the cache directory: `None`
-/// when the CA offers no ARI.
+/// The CA's renewal window for the pair in force, read from the cache
+/// directory (`served`: its validity, to be sure the file is that pair and
+/// not one the gate refused): `None` when the CA offers no ARI. Uses the
+/// account there; never creates one just to ask.
 async fn renewal_window(
     config: &AcmeConfig,
+    served: (SystemTime, SystemTime),
 ) -> Result<Option<(SystemTime, SystemTime, Duration)>, AcmeError> {
     let pem = std::fs::read(config.certificate_path())
         .map_err(|err| error(&format!("{}", config.certificate_path().display()), err))?;
@@ -348,6 +384,21 @@ async fn renewal_window(
         .next()
         .ok_or_else(|| AcmeError("no certificate in the cache directory".into()))?
         .map_err(|err| error("certificate", err))?;
+    let (_, leaf) =
+        x509_parser::parse_x509_certificate(&der).map_err(|err| error("certificate", err))?;
+    let validity = leaf.validity();
+    let in_file = (
+        crate::tls::certs::time_of(validity.not_before.timestamp()),
+        crate::tls::certs::time_of(validity.not_after.timestamp()),
+    );
+    if in_file != served {
+        return Err(AcmeError(
+            "the cache directory's pair is not the one served".into(),
+        ));
+    }
+    if !config.account_path().exists() {
+        return Err(AcmeError("no account in the cache directory".into()));
+    }
     let id = instant_acme::CertificateIdentifier::try_from(&der)
         .map_err(|err| error("certificate identifier", err))?;
     let account = order::account(config).await?;
