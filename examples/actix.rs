@@ -32,7 +32,7 @@
 //! HTTP/2 client's connection is closed), the header-read and write
 //! timeouts and the per-client connection limit of seaworthy's `Server`
 //! (actix has its own `client_request_timeout`), TLS through
-//! seaworthy-listener, `HEALTH_PORT`, `HTTP_REDIRECT_PORT`, `REDIS_URL`
+//! seaworthy-listener (so no `ACME_DOMAINS` either), `HEALTH_PORT`, `HTTP_REDIRECT_PORT`, `REDIS_URL`
 //! (the store works with actix: `RateLimit::with_limiter` over a
 //! `RedisStore`).
 
@@ -76,6 +76,7 @@ fn not_offered(settings: &Settings) -> Vec<String> {
     refuse(settings.redis_url.is_some(), "REDIS_URL");
     refuse(settings.health_port.is_some(), "HEALTH_PORT");
     refuse(settings.upgrade_socket.is_some(), "UPGRADE_SOCKET");
+    refuse(!settings.acme_domains.is_empty(), "ACME_DOMAINS");
     refuse(
         settings.header_read_timeout != default.header_read_timeout,
         "HEADER_READ_TIMEOUT",

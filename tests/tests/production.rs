@@ -726,3 +726,15 @@ fn the_actix_flagship_refuses_what_it_cannot_honour_naming_each() {
     }
     assert_eq!(child.count("listening on"), 0);
 }
+
+#[test]
+fn the_actix_flagship_refuses_acme_rather_than_serve_plain_http() {
+    let mut child = Child::example("actix", &[("ACME_DOMAINS", "acme.test")]);
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(78), "{}", child.output());
+    child.wait_for_line(
+        "ACME_DOMAINS: not offered by the actix example",
+        Duration::ZERO,
+    );
+    assert_eq!(child.count("listening on"), 0);
+}
