@@ -38,9 +38,9 @@ fn until_redis_passes(addr: SocketAddr) {
     loop {
         let mut conn = Conn::connect(addr).unwrap();
         let body = String::from_utf8_lossy(&conn.get("/health/ready").unwrap().body).into_owned();
-        if body.contains("\"redis:responseTime\"")
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        if json["checks"]["redis:responseTime"][0]["status"] == "pass"
             && !body.contains("fallen back")
-            && body.contains("\"status\":\"pass\"")
         {
             return;
         }
