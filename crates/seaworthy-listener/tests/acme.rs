@@ -44,7 +44,6 @@ fn free_port() -> u16 {
     pebble::free_port()
 }
 
-/// A shutdown of the test's own: no signals, no drain delay.
 /// Serves `GET /` → `hello` over `tls` on `listener` until the shutdown.
 fn serve_hello(listener: Listener, tls: &Tls, shutdown: &Shutdown) {
     let router = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
@@ -56,6 +55,7 @@ fn serve_hello(listener: Listener, tls: &Tls, shutdown: &Shutdown) {
     );
 }
 
+/// A shutdown of the test's own: no signals, no drain delay.
 fn shutdown() -> Shutdown {
     Shutdown::builder()
         .signals([])
@@ -67,6 +67,40 @@ fn shutdown() -> Shutdown {
 impl Drop for Dir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_an_empty_directory_all_start() {
+    // Each writes a placeholder pair at once: one's key beside another's
+    // certificate must not stop a start (nor every later one).
+    for round in 0..10 {
+        let dir = Dir::new(&format!("acme-together-{round}"));
+        let config = AcmeConfig::new("https://127.0.0.1:9/dir", ["acme.test"], dir.0.join("acme"));
+        let barrier = Arc::new(std::sync::Barrier::new(6));
+        let starts: Vec<_> = (0..6)
+            .map(|_| {
+                let (config, barrier) = (config.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    config
+                        .tls(|tls| tls)
+                        .map(drop)
+                        .map_err(|err| err.to_string())
+                })
+            })
+            .collect();
+        for start in starts {
+            start.join().unwrap().unwrap();
+        }
+        // What is left is one consistent pair: a later start takes it.
+        config.tls(|tls| tls).unwrap();
+        let leftovers: Vec<_> = std::fs::read_dir(dir.0.join("acme"))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name != "certificate.pem" && name != "key.pem")
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 }
 

@@ -32,6 +32,16 @@ pub(crate) struct Gate {
 /// first certificate is obtained.
 pub(crate) const PLACEHOLDER_ISSUER: &str = "seaworthy ACME placeholder";
 
+/// Whether the first certificate at `path` is ACME's temporary one (its
+/// issuer [`PLACEHOLDER_ISSUER`]): false when it cannot be read.
+#[cfg(feature = "acme")]
+pub(crate) fn is_placeholder(path: &Path) -> bool {
+    read_certificates(path, "certificate").is_ok_and(|(chain, _)| {
+        X509Certificate::from_der(&chain[0])
+            .is_ok_and(|(_, leaf)| leaf.issuer().to_string().contains(PLACEHOLDER_ISSUER))
+    })
+}
+
 /// A pair that passed the gate.
 #[derive(Debug)]
 pub(crate) struct Loaded {

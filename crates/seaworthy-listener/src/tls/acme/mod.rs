@@ -204,21 +204,31 @@ fn error(what: &str, err: impl std::fmt::Display) -> AcmeError {
 
 /// Writes `bytes` to `path` readable by this user alone (0600), by a
 /// rename: a reader sees the old file or the new one, never half.
+/// The temporary file is this writer's own (replicas sharing the directory
+/// may write the same file at once) and is removed if the write fails.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
+    let temporary = path.with_extension(format!("{:016x}.tmp", random()));
     let write = || -> std::io::Result<()> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&temporary)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&temporary, path)
     };
-    write().map_err(|err| error(&format!("{}", path.display()), err))
+    write().map_err(|err| {
+        let _ = std::fs::remove_file(&temporary);
+        error(&format!("{}", path.display()), err)
+    })
+}
+
+/// 64 random bits from the OS's source (std's hasher keys).
+fn random() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::process::id())
 }
 
 /// The issuer (and subject) of the temporary certificate served until the
@@ -242,22 +252,47 @@ impl AcmeConfig {
     ) -> Result<Tls, super::Error> {
         std::fs::create_dir_all(&self.cache_dir)
             .map_err(|err| super::Error::other(format!("{}: {err}", self.cache_dir.display())))?;
-        if !self.certificate_path().exists() || !self.key_path().exists() {
-            let (chain, key) = placeholder(&self.domains)?;
-            let write = |path: &Path, bytes: &[u8]| {
-                write_private(path, bytes).map_err(|err| super::Error::other(err.to_string()))
-            };
-            write(&self.key_path(), key.as_bytes())?;
-            write(&self.certificate_path(), chain.as_bytes())?;
-            tracing::info!(domains = ?self.domains, "ACME: serving a temporary self-signed certificate until the first is obtained");
-        }
-        let tls = customize(super::TlsConfig::new(
+        let config = customize(super::TlsConfig::new(
             self.certificate_path(),
             self.key_path(),
-        ))
-        .build()?;
-        tls.refuse_placeholder(self.until_issued == UntilIssued::Refuse);
-        Ok(tls)
+        ));
+        let mut attempts = 0;
+        loop {
+            if !self.certificate_path().exists() || !self.key_path().exists() {
+                self.write_placeholder()?;
+                tracing::info!(domains = ?self.domains, "ACME: serving a temporary self-signed certificate until the first is obtained");
+            }
+            match config.clone().build() {
+                Ok(tls) => {
+                    tls.refuse_placeholder(self.until_issued == UntilIssued::Refuse);
+                    return Ok(tls);
+                }
+                // Replicas starting together on an empty shared directory
+                // write their placeholders at once, and one's key may land
+                // beside another's certificate: a placeholder pair that
+                // does not build is ours, and is written again (after a
+                // random pause, so that the racers part).
+                Err(err)
+                    if attempts < 8 && super::certs::is_placeholder(&self.certificate_path()) =>
+                {
+                    attempts += 1;
+                    tracing::debug!(error = %err, "ACME: the temporary pair in the cache directory is being written by another replica; again");
+                    std::thread::sleep(std::time::Duration::from_millis(5 + random() % 50));
+                    self.write_placeholder()?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// A new temporary pair in the cache directory, the key first.
+    fn write_placeholder(&self) -> Result<(), super::Error> {
+        let (chain, key) = placeholder(&self.domains)?;
+        let write = |path: &Path, bytes: &[u8]| {
+            write_private(path, bytes).map_err(|err| super::Error::other(err.to_string()))
+        };
+        write(&self.key_path(), key.as_bytes())?;
+        write(&self.certificate_path(), chain.as_bytes())
     }
 }
 
