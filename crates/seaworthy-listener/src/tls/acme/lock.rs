@@ -16,6 +16,10 @@ pub type LockFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// short enough that a crash delays a renewal by minutes, not days.
 pub const LOCK_TTL: Duration = Duration::from_secs(600);
 
+/// How a [`FileLock`]'s file begins: a stale file is taken over only if it
+/// is one.
+const TOKEN_PREFIX: &str = "seaworthy ACME order lock, held by process ";
+
 /// The right to place an order, among the replicas that share a cache
 /// directory: one holds it while it orders; the others answer its
 /// challenges (published in the directory) and pick its pair up from the
@@ -40,7 +44,9 @@ pub trait OrderLock: fmt::Debug + Send + Sync + 'static {
 
 /// An [`OrderLock`] as a file made exclusively (`O_EXCL`, 0600) holding
 /// its holder's token, removed on release only while it still holds that
-/// token; a file older than [`LOCK_TTL`] is taken over. Needs a directory
+/// token; a lock file older than [`LOCK_TTL`] is taken over, and a file
+/// at the path that is not a lock file is never removed (the lock is not
+/// taken while it is there, with a warning). Needs a directory
 /// whose filesystem honours `O_EXCL` for every replica (a local disk, a
 /// volume shared on one host, NFSv3+); else use a lock in Redis.
 #[derive(Debug)]
@@ -67,10 +73,16 @@ impl FileLock {
     }
 
     /// Takes the lock now (the file operations are a few microseconds on a
-    /// local disk, so they run in place).
+    /// local disk, so they run in place). A stale file is taken over only
+    /// if it is a lock file of ours: any other file at the path is left
+    /// alone and the lock is not taken (with a warning).
     pub fn try_acquire(&self) -> bool {
         use std::os::unix::fs::OpenOptionsExt;
-        let token = format!("{} {:?}", std::process::id(), std::time::SystemTime::now());
+        let token = format!(
+            "{TOKEN_PREFIX}{} {:?}\n",
+            std::process::id(),
+            std::time::SystemTime::now()
+        );
         for _ in 0..2 {
             match std::fs::OpenOptions::new()
                 .write(true)
@@ -79,18 +91,38 @@ impl FileLock {
                 .open(&self.path)
             {
                 Ok(mut file) => {
-                    let _ = writeln!(file, "{token}");
-                    *self.ours() = Some(format!("{token}\n"));
+                    if let Err(err) = file.write_all(token.as_bytes()) {
+                        // Ours, just made: never left behind unreadable.
+                        tracing::warn!(path = %self.path.display(), error = %err, "ACME: cannot write the order lock");
+                        let _ = std::fs::remove_file(&self.path);
+                        return false;
+                    }
+                    *self.ours() = Some(token);
                     return true;
                 }
-                Err(_) if self.stale() => {
+                Err(err) if err.kind() != std::io::ErrorKind::AlreadyExists => {
+                    tracing::warn!(path = %self.path.display(), error = %err, "ACME: cannot make the order lock");
+                    return false;
+                }
+                Err(_) if !self.stale() => return false,
+                Err(_) if !self.is_lock_file() => {
+                    tracing::warn!(path = %self.path.display(), "ACME: the order lock's path holds a file that is not an order lock; it is left alone and nothing is ordered until it is moved");
+                    return false;
+                }
+                Err(_) => {
                     tracing::warn!(path = %self.path.display(), "ACME: taking over a stale order lock");
                     let _ = std::fs::remove_file(&self.path);
                 }
-                Err(_) => return false,
             }
         }
         false
+    }
+
+    /// Whether the file at the path is an order lock (a holder's token, or
+    /// empty: a holder that died before writing it).
+    fn is_lock_file(&self) -> bool {
+        std::fs::read(&self.path)
+            .is_ok_and(|held| held.is_empty() || held.starts_with(TOKEN_PREFIX.as_bytes()))
     }
 
     /// Gives the lock back now, if this replica holds it.
@@ -134,6 +166,8 @@ impl OrderLock for FileLock {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
@@ -158,6 +192,29 @@ mod tests {
         std::fs::write(&path, "someone else\n").unwrap();
         first.release_now();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else\n");
+
+        // Older than the TTL: a lock of ours is taken over, any other file
+        // is left alone and the lock not taken.
+        let age = |path: &Path| {
+            let old = std::time::SystemTime::now() - LOCK_TTL - Duration::from_secs(60);
+            std::fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        };
+        age(&path);
+        assert!(!first.try_acquire());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else\n");
+        std::fs::remove_file(&path).unwrap();
+        assert!(second.try_acquire());
+        age(&path);
+        assert!(first.try_acquire());
+        second.release_now();
+        assert!(path.exists(), "the new holder's file stays");
+        first.release_now();
+        assert!(!path.exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
