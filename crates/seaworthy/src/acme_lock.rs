@@ -64,7 +64,9 @@ impl RedisOrderLock {
         &self.name
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+    /// Which lock this replica holds (not [`OrderLock::held`]: whether any
+    /// replica holds one).
+    fn holding(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -74,7 +76,7 @@ impl OrderLock for RedisOrderLock {
         Box::pin(async move {
             match self.store.try_lease(&self.name, LOCK_TTL).await {
                 Ok(Some(lease)) => {
-                    *self.held() = Some(Held::Redis(lease));
+                    *self.holding() = Some(Held::Redis(lease));
                     true
                 }
                 Ok(None) => false,
@@ -82,7 +84,7 @@ impl OrderLock for RedisOrderLock {
                     tracing::warn!(error = %err, "ACME: the order lock in Redis is out of reach; using the lock file in the cache directory");
                     let taken = self.file.try_acquire();
                     if taken {
-                        *self.held() = Some(Held::File);
+                        *self.holding() = Some(Held::File);
                     }
                     taken
                 }
@@ -92,7 +94,7 @@ impl OrderLock for RedisOrderLock {
 
     fn release(&self) -> LockFuture<'_, ()> {
         Box::pin(async move {
-            let held = self.held().take();
+            let held = self.holding().take();
             match held {
                 Some(Held::Redis(lease)) => {
                     if let Err(err) = self.store.release(lease).await {
