@@ -510,20 +510,9 @@ impl RedisStore {
         let mut connection = self.lease_connection().await?;
         let mut invocation = RELEASE_SCRIPT.key(&lease.key);
         invocation.arg(&lease.token);
-        match tokio::time::timeout(
-            LEASE_TIMEOUT,
-            invocation.invoke_async::<i64>(&mut connection),
-        )
-        .await
-        {
-            Ok(Ok(deleted)) => Ok(deleted == 1),
-            Ok(Err(err)) => Err(RedisStoreError {
-                message: format!("lease release failed: {}", describe(&err)),
-            }),
-            Err(_) => Err(RedisStoreError {
-                message: format!("no answer to a lease release within {LEASE_TIMEOUT:?}"),
-            }),
-        }
+        let deleted: i64 =
+            lease_answer("release", invocation.invoke_async(&mut connection)).await?;
+        Ok(deleted == 1)
     }
 
     /// Whether any process holds the lease `name` now.
@@ -566,15 +555,24 @@ impl RedisStore {
         what: &str,
     ) -> Result<T, RedisStoreError> {
         let mut connection = self.lease_connection().await?;
-        match tokio::time::timeout(LEASE_TIMEOUT, command.query_async::<T>(&mut connection)).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(err)) => Err(RedisStoreError {
-                message: format!("lease {what} failed: {}", describe(&err)),
-            }),
-            Err(_) => Err(RedisStoreError {
-                message: format!("no answer to lease {what} within {LEASE_TIMEOUT:?}"),
-            }),
-        }
+        lease_answer(what, command.query_async(&mut connection)).await
+    }
+}
+
+/// Redis's answer to a lease operation within [`LEASE_TIMEOUT`], or why
+/// there is none.
+async fn lease_answer<T>(
+    what: &str,
+    answer: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, RedisStoreError> {
+    match tokio::time::timeout(LEASE_TIMEOUT, answer).await {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(err)) => Err(RedisStoreError {
+            message: format!("lease {what} failed: {}", describe(&err)),
+        }),
+        Err(_) => Err(RedisStoreError {
+            message: format!("no answer to lease {what} within {LEASE_TIMEOUT:?}"),
+        }),
     }
 }
 
