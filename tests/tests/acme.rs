@@ -110,6 +110,34 @@ fn bad_acme_settings_stop_the_start_with_78_naming_each() {
         child.wait_for_line(expected, Duration::ZERO);
     }
     assert_eq!(child.count("listening on"), 0);
+
+    // A cache directory holding somebody's key: refused, never written over.
+    let dir = TempDir::new("flagship-acme-foreign");
+    std::fs::write(dir.0.join("key.pem"), "their key\n").unwrap();
+    let mut child = Child::example(
+        "production",
+        &[
+            ("ACME_DOMAINS", "acme.test"),
+            ("ACME_DIRECTORY", "https://127.0.0.1:9/dir"),
+            ("ACME_CACHE_DIR", dir.0.to_str().unwrap()),
+        ],
+    );
+    let (status, _) = child.wait_exit(GENEROUS);
+    assert_eq!(status.code(), Some(78), "{}", child.output());
+    child.wait_for_line("ACME_CACHE_DIR: ACME: ", Duration::ZERO);
+    assert!(
+        child
+            .output()
+            .contains("key.pem that seaworthy did not write"),
+        "{}",
+        child.output()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.0.join("key.pem")).unwrap(),
+        "their key\n"
+    );
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 1);
+    assert_eq!(child.count("listening on"), 0);
 }
 
 #[test]

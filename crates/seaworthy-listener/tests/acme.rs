@@ -70,6 +70,42 @@ impl Drop for Dir {
     }
 }
 
+#[tokio::test]
+async fn a_cache_directory_holding_files_seaworthy_did_not_write_is_refused_untouched() {
+    let dir = Dir::new("acme-foreign");
+    let config = |dir: PathBuf| AcmeConfig::new("https://127.0.0.1:9/dir", ["acme.test"], dir);
+    // Somebody's key where ACME keeps (and rewrites) its own.
+    let foreign = dir.0.join("theirs");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("key.pem"), "their key\n").unwrap();
+    let err = config(foreign.clone())
+        .tls(|tls| tls)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("key.pem that seaworthy did not write"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("key.pem")).unwrap(),
+        "their key\n"
+    );
+    assert!(!foreign.join("certificate.pem").exists());
+    // An order is refused the same way, before asking the CA.
+    let ours = config(dir.0.join("ours")).tls(|tls| tls).unwrap();
+    let err = acme::order(&config(foreign.clone()), &ours)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did not write"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(foreign.join("key.pem")).unwrap(),
+        "their key\n"
+    );
+    // A directory of ours, with its pair: taken again.
+    config(dir.0.join("ours")).tls(|tls| tls).unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_an_empty_directory_all_start() {
     // Each writes a placeholder pair at once: one's key beside another's
@@ -98,7 +134,9 @@ async fn replicas_starting_together_on_an_empty_directory_all_start() {
         let leftovers: Vec<_> = std::fs::read_dir(dir.0.join("acme"))
             .unwrap()
             .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-            .filter(|name| name != "certificate.pem" && name != "key.pem")
+            .filter(|name| {
+                !["certificate.pem", "key.pem", ".seaworthy-acme"].contains(&name.as_str())
+            })
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }

@@ -204,6 +204,59 @@ fn error(what: &str, err: impl std::fmt::Display) -> AcmeError {
 
 /// Writes `bytes` to `path` readable by this user alone (0600), by a
 /// rename: a reader sees the old file or the new one, never half.
+/// The file that says a cache directory is ACME's own here: the key, chain
+/// and account in it are rewritten (every renewal rewrites the key and the
+/// chain), so they are written only where this file is.
+const MARKER: &str = ".seaworthy-acme";
+
+/// Makes the cache directory, or checks that it is ours: a directory that
+/// holds a key, chain or account seaworthy did not write (a cache directory
+/// named by mistake, holding somebody's key) is refused, never written
+/// over.
+fn claim_cache_dir(config: &AcmeConfig) -> Result<(), AcmeError> {
+    let dir = &config.cache_dir;
+    let failed = |err: std::io::Error| error(&format!("{}", dir.display()), err);
+    std::fs::create_dir_all(dir).map_err(failed)?;
+    // The files first, then the marker: a replica claiming the directory
+    // makes the marker before any file, so if files are seen, the marker
+    // of a directory that is ours is there too.
+    let found: Vec<String> = [
+        config.key_path(),
+        config.certificate_path(),
+        config.account_path(),
+    ]
+    .iter()
+    .filter(|path| path.symlink_metadata().is_ok())
+    .filter_map(|path| Some(path.file_name()?.to_string_lossy().into_owned()))
+    .collect();
+    let marker = dir.join(MARKER);
+    if !found.is_empty() {
+        return if marker.exists() {
+            Ok(())
+        } else {
+            Err(AcmeError(format!(
+                "{}: holds {} that seaworthy did not write (no {MARKER} there); \
+                 name an empty directory: ACME rewrites its key and certificate in it",
+                dir.display(),
+                found.join(", ")
+            )))
+        };
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&marker)
+    {
+        Ok(mut file) => file
+            .write_all(
+                b"seaworthy keeps its ACME account, key and certificate here, and rewrites them.\n",
+            )
+            .map_err(failed),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(failed(err)),
+    }
+}
+
 /// The temporary file is this writer's own (replicas sharing the directory
 /// may write the same file at once) and is removed if the write fails.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
@@ -245,13 +298,13 @@ impl AcmeConfig {
     /// # Errors
     ///
     /// As [`TlsConfig::build`](super::TlsConfig::build), or the cache
-    /// directory not writable.
+    /// directory not writable, or holding a key, chain or account that
+    /// seaworthy did not write (never written over).
     pub fn tls(
         &self,
         customize: impl FnOnce(super::TlsConfig) -> super::TlsConfig,
     ) -> Result<Tls, super::Error> {
-        std::fs::create_dir_all(&self.cache_dir)
-            .map_err(|err| super::Error::other(format!("{}: {err}", self.cache_dir.display())))?;
+        claim_cache_dir(self).map_err(|err| super::Error::other(err.to_string()))?;
         let config = customize(super::TlsConfig::new(
             self.certificate_path(),
             self.key_path(),

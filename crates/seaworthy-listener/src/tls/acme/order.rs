@@ -8,7 +8,7 @@ use instant_acme::{
     NewOrder, OrderStatus, RetryPolicy,
 };
 
-use super::{AcmeConfig, AcmeError, Challenge, error, write_private};
+use super::{AcmeConfig, AcmeError, Challenge, claim_cache_dir, error, write_private};
 use crate::tls::Tls;
 
 /// How often a replica looks for another's challenges while an order runs
@@ -23,10 +23,10 @@ pub(super) const FOLLOW_ORDER: std::time::Duration = std::time::Duration::from_m
 /// # Errors
 ///
 /// The CA unreachable or refusing, a validation that failed (the CA's
-/// reason), the cache directory not writable.
+/// reason), the cache directory not writable or holding files seaworthy
+/// did not write.
 pub async fn order(config: &AcmeConfig, tls: &Tls) -> Result<(), AcmeError> {
-    std::fs::create_dir_all(&config.cache_dir)
-        .map_err(|err| error(&format!("{}", config.cache_dir.display()), err))?;
+    claim_cache_dir(config)?;
     let account = account(config).await?;
     let identifiers: Vec<Identifier> = config
         .domains
