@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
 use seaworthy_connection::{Addr, ConnectionInfo};
-use seaworthy_layers::store::{ManualClock, MemoryStore};
+use seaworthy_layers::store::{Clock, ManualClock, MemoryStore};
 use seaworthy_layers::{KeyBy, Policy, Quota, RateLimitLayer};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -214,9 +214,32 @@ async fn keys_by_header_and_a_global_policy_beside_the_per_client_one() {
     assert_eq!(call(&mut service, "c").await, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// tokio's clock, paused in the tests that use it: the store's time and
+/// the delays the layer sleeps agree (the default clock is the machine's,
+/// which goes on while tokio's stands still, a coarse tick of up to 4 ms
+/// at a time).
+#[derive(Debug)]
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now(&self) -> u64 {
+        // From 10 s: a store's time is never zero.
+        u64::try_from((self.0.elapsed() + Duration::from_secs(10)).as_nanos()).unwrap()
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn delay_mode_spaces_a_burst_at_the_rate_instead_of_passing_it_at_once() {
-    let layer = RateLimitLayer::new(Quota::per_second(10).burst(3)).delay(true);
+    let store = MemoryStore::with_clock(1000, Arc::new(TokioClock(tokio::time::Instant::now())));
+    let layer = RateLimitLayer::with_store(
+        Policy::new(
+            "per-ip",
+            Quota::per_second(10).burst(3),
+            KeyBy::ClientIp { ipv6_prefix: 64 },
+        ),
+        store,
+    )
+    .delay(true);
     let service = ServiceBuilder::new().layer(layer).service(ok());
     let started = tokio::time::Instant::now();
     let mut handles = Vec::new();
