@@ -148,7 +148,9 @@ fn a_check_racing_an_eviction_never_moves_another_keys_debt() {
             let store = Arc::clone(&store);
             thread::spawn(move || store.check_now(c, &quota(), 1).allowed)
         };
-        // b is the one evicted (all seen in the same second: the last).
+        // b is the one evicted (all seen once in the same second, owing the
+        // same: the last), unless b's check lands first (then b came back
+        // and a goes).
         let checker = {
             let store = Arc::clone(&store);
             thread::spawn(move || store.check_now(b, &quota(), 1).allowed)
