@@ -207,6 +207,15 @@ pub fn cpu_time(pid: u32) -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The status (`pass`, `warn`, `fail`) of the check `name` in a detailed
+/// health body (the flagship's JSON), if the body has it. Tests read their
+/// own check's status: the overall one may warn for another reason (a
+/// machine with little free disk makes the disk check warn).
+pub fn check_status(body: &str, name: &str) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_str(body.trim()).ok()?;
+    Some(json["checks"][name][0]["status"].as_str()?.to_owned())
+}
+
 pub mod http1;
 
 pub mod load;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use seaworthy_tests::http1::Conn;
 use seaworthy_tests::redis_server::RedisServer;
-use seaworthy_tests::{Child, GENEROUS, Signal};
+use seaworthy_tests::{Child, GENEROUS, Signal, check_status};
 
 /// `GET /` as `client`, behind the trusted proxy 127.0.0.1.
 fn get_as(conn: &mut Conn, client: &str) -> u16 {
@@ -38,8 +38,7 @@ fn until_redis_passes(addr: SocketAddr) {
     loop {
         let mut conn = Conn::connect(addr).unwrap();
         let body = String::from_utf8_lossy(&conn.get("/health/ready").unwrap().body).into_owned();
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        if json["checks"]["redis:responseTime"][0]["status"] == "pass"
+        if check_status(&body, "redis:responseTime").as_deref() == Some("pass")
             && !body.contains("fallen back")
         {
             return;
