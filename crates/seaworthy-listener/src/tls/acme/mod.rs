@@ -202,8 +202,6 @@ fn error(what: &str, err: impl std::fmt::Display) -> AcmeError {
     AcmeError(format!("{what}: {err}"))
 }
 
-/// Writes `bytes` to `path` readable by this user alone (0600), by a
-/// rename: a reader sees the old file or the new one, never half.
 /// The file that says a cache directory is ACME's own here: the key, chain
 /// and account in it are rewritten (every renewal rewrites the key and the
 /// chain), so they are written only where this file is.
@@ -257,8 +255,10 @@ fn claim_cache_dir(config: &AcmeConfig) -> Result<(), AcmeError> {
     }
 }
 
-/// The temporary file is this writer's own (replicas sharing the directory
-/// may write the same file at once) and is removed if the write fails.
+/// Writes `bytes` to `path` readable by this user alone (0600), by a
+/// rename: a reader sees the old file or the new one, never half. The
+/// temporary file is this writer's own (replicas sharing the directory may
+/// write the same file at once) and is removed if the write fails.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     use std::os::unix::fs::OpenOptionsExt;
     let temporary = path.with_extension(format!("{:016x}.tmp", random()));
@@ -294,6 +294,9 @@ impl AcmeConfig {
     /// (written there, replaced by the first certificate obtained; the
     /// listener must run meanwhile to answer the validations). `customize`
     /// sets the other options (handshake timeout, client CA, tickets).
+    /// Blocking file work, for startup: when replicas starting together
+    /// write their temporary pairs at once, it may pause a few times (under
+    /// half a second in all) and write its own again.
     ///
     /// # Errors
     ///
